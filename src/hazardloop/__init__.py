@@ -1,0 +1,3 @@
+"""HazardLoop: AI-assisted industrial production safety."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""People and trust: users, roles, area scopes, sessions, API tokens and the hash-chained audit log."""

@@ -1,0 +1,86 @@
+"""Settings, read once from HAZARDLOOP_* environment variables and an optional hazardloop.toml.
+
+Environment variables win over the file so that a deployment can override one value
+without editing the file that operators keep under version control.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SUPPORTED_LANGUAGES = ("zh-CN", "en")
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("HAZARDLOOP_CONFIG", "hazardloop.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HAZARDLOOP_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), description="Where the database, keys and files live.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty means SQLite under data_dir.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    default_language: str = "zh-CN"
+    secret_key: str = Field(default="", description="Signs session cookies; generated under data_dir if empty.")
+    session_hours: int = 12
+    cookie_secure: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure (serve over HTTPS). Off by default for http://127.0.0.1.",
+    )
+    max_upload_bytes: int = 10 * 1024 * 1024
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+    @field_validator("default_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in SUPPORTED_LANGUAGES:
+            raise ValueError(f"default_language must be one of {', '.join(SUPPORTED_LANGUAGES)}")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hazardloop.db').resolve()}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def resolved_secret_key(self) -> str:
+        """A configured key, else one generated once and kept beside the database so sessions survive restarts."""
+        if self.secret_key:
+            return self.secret_key
+        key_file = self.ensure_data_dir() / "secret.key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The plant model: enterprise → sites → areas (with site-plan polygons) → equipment → sensors."""

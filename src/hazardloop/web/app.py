@@ -1,0 +1,72 @@
+"""The FastAPI app factory: one place that wires settings, the database, routers and error answers."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from hazardloop import __version__
+from hazardloop.auth.authz import OutOfScope, PermissionDenied
+from hazardloop.config import Settings, get_settings
+from hazardloop.db import make_engine, make_session_factory
+from hazardloop.errors import Conflict, ImportRejected, InvalidInput, NotFound
+
+
+def _error(status: int, detail: object) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail})
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PermissionDenied)
+    async def _denied(_: Request, exc: PermissionDenied) -> JSONResponse:
+        return _error(403, str(exc))
+
+    @app.exception_handler(OutOfScope)
+    @app.exception_handler(NotFound)
+    async def _missing(_: Request, exc: Exception) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return _error(422, [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}])
+
+    @app.exception_handler(ImportRejected)
+    async def _rejected(_: Request, exc: ImportRejected) -> JSONResponse:
+        rows = [{"row": e.row, "field": e.field, "msg": e.message} for e in exc.errors]
+        return _error(422, {"message": str(exc), "rows": rows})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    app = FastAPI(title="HazardLoop", version=__version__, docs_url="/docs",
+                  description="AI-assisted industrial production safety: hazards, sensors, alarms.")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    _install_error_handlers(app)
+
+    from hazardloop.auth.views import router as auth_router
+    from hazardloop.plant.views import router as plant_router
+    from hazardloop.web.pages import router as pages_router
+
+    app.include_router(auth_router)
+    app.include_router(plant_router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=str(resources.files("hazardloop.web") / "static")), name="static")
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict:
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        return {"status": "ok", "version": __version__, "database": engine.dialect.name}
+
+    return app

@@ -1,0 +1,28 @@
+"""The user-facing string catalogue: zh-CN by default, English complete.
+
+Templates call t("key"); a key missing from a catalogue is a bug that the tests catch,
+so the English UI never shows stray Chinese and vice versa.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+from hazardloop.config import SUPPORTED_LANGUAGES
+
+
+@lru_cache(maxsize=len(SUPPORTED_LANGUAGES))
+def catalogue(language: str) -> dict[str, str]:
+    path = resources.files("hazardloop.web") / "i18n" / f"{language}.json"
+    return json.loads(path.read_text("utf-8"))
+
+
+def translate(key: str, language: str, **values: object) -> str:
+    text = catalogue(language).get(key) or catalogue("zh-CN").get(key) or key
+    return text.format(**values) if values else text
+
+
+def pick_language(requested: str | None, fallback: str) -> str:
+    return requested if requested in SUPPORTED_LANGUAGES else fallback
