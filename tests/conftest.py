@@ -87,3 +87,10 @@ def client(app):  # noqa: ANN001, ANN201
 
     with TestClient(app) as test_client:
         yield test_client
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that touches the database, so CI can run exactly those again on PostgreSQL."""
+    for item in items:
+        if {"db", "engine", "database_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)

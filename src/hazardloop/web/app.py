@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -37,6 +38,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
         return _error(422, [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}])
+
+    @app.exception_handler(RequestValidationError)
+    async def _unparseable(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # The echoed input is left out: it may hold NaN/Infinity (not valid JSON) or a large hostile body.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return _error(422, errors)
 
     @app.exception_handler(ImportRejected)
     async def _rejected(_: Request, exc: ImportRejected) -> JSONResponse:

@@ -7,6 +7,8 @@
     const site = JSON.parse(el.dataset.site);
     const labels = JSON.parse(el.dataset.labels);
     const zh = el.dataset.lang === "zh-CN";
+    // keep the plan's proportions so areas are not distorted (plus room for the legend)
+    el.style.height = Math.round(Math.min(640, el.clientWidth * (site.height / site.width)) + 40) + "px";
     const chart = echarts.init(el);
     const areas = site.areas.filter((a) => a.polygon && a.polygon.length >= 3);
     if (!areas.length) {
