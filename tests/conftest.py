@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 from hazardloop import db as hl_db
 from hazardloop.config import Settings
 
-BENCH_DATA = Path(os.environ.get("HAZARDLOOP_BENCH_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+BENCH_DATA = Path(
+    os.environ.get("HAZARDLOOP_BENCH_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,20 @@ from rich.console import Console
 from rich.table import Table
 
 from hazardloop.config import get_settings
+from hazardloop.text.cli import text_app
 
-app = typer.Typer(help="HazardLoop: AI-assisted industrial production safety.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="HazardLoop: AI-assisted industrial production safety.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 user_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(user_app, name="user")
+app.add_typer(text_app, name="text")
 console = Console()
 
 
@@ -72,8 +77,9 @@ def user_create(
     from hazardloop.errors import Conflict, InvalidInput
 
     try:
-        data = UserCreate(username=username, display_name=display_name or username, role=role,
-                          password=password, all_areas=all_areas)
+        data = UserCreate(
+            username=username, display_name=display_name or username, role=role, password=password, all_areas=all_areas
+        )
         with _session() as session:
             user = service.create_user(session, actor=None, data=data)
     except ValidationError as exc:

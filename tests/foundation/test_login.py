@@ -34,8 +34,9 @@ def test_logout_ends_the_session(client, world: World) -> None:
 
 def test_cross_site_post_with_a_cookie_is_refused(client, world: World) -> None:
     client.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
-    response = client.post("/api/v1/plant/sites", json={"code": "EVIL", "name_zh": "x"},
-                           headers={"Origin": "https://evil.example"})
+    response = client.post(
+        "/api/v1/plant/sites", json={"code": "EVIL", "name_zh": "x"}, headers={"Origin": "https://evil.example"}
+    )
     assert response.status_code == 403
     assert client.get("/api/v1/plant/sites").json()[0]["code"] == "S1"
 
@@ -43,8 +44,9 @@ def test_cross_site_post_with_a_cookie_is_refused(client, world: World) -> None:
 def test_login_page_and_plant_page_render_in_chinese_by_default(client, world: World) -> None:
     page = client.get("/login")
     assert page.status_code == 200 and "登录" in page.text
-    response = client.post("/login", data={"username": "safety_officer", "password": PASSWORD, "next": "/plant"},
-                           follow_redirects=True)
+    response = client.post(
+        "/login", data={"username": "safety_officer", "password": PASSWORD, "next": "/plant"}, follow_redirects=True
+    )
     assert "装置与测点" in response.text and "罐区" in response.text and "锅炉房" not in response.text
     partial = client.get(f"/plant/areas/{world.area_a}/sensors")
     assert "GT-101" in partial.text and "可燃气体" in partial.text
@@ -58,8 +60,9 @@ def test_language_switch_gives_english(client, world: World) -> None:
 
 
 def test_login_form_does_not_redirect_off_site(client, world: World) -> None:
-    response = client.post("/login", data={"username": "admin", "password": PASSWORD, "next": "//evil.example/x"},
-                           follow_redirects=False)
+    response = client.post(
+        "/login", data={"username": "admin", "password": PASSWORD, "next": "//evil.example/x"}, follow_redirects=False
+    )
     assert response.headers["location"] == "/plant"
 
 

@@ -14,8 +14,9 @@ HEADER = "位号,名称,类型,单位,区域,设备,量程下限,量程上限,�
 
 
 def _post(client, world: World, content: bytes, filename: str = "tags.csv"):  # noqa: ANN001, ANN202
-    return client.post("/api/v1/plant/sensors/import", files={"file": (filename, content)},
-                       headers=world.auth(Role.ADMIN))
+    return client.post(
+        "/api/v1/plant/sensors/import", files={"file": (filename, content)}, headers=world.auth(Role.ADMIN)
+    )
 
 
 def _tags(client, world: World) -> set[str]:  # noqa: ANN001
@@ -23,8 +24,10 @@ def _tags(client, world: World) -> set[str]:  # noqa: ANN001
 
 
 def test_chinese_csv_tag_list_imports(client, world: World) -> None:
-    csv = HEADER + "GT-102,罐区可燃气体,可燃气体,%LEL,TANK,T-101,0,100,,,20,50,2,5\n" \
-                   "AT-103,罐区硫化氢,h2s,ppm,TANK,,0,100,,,10,20,1,5\n"
+    csv = (
+        HEADER + "GT-102,罐区可燃气体,可燃气体,%LEL,TANK,T-101,0,100,,,20,50,2,5\n"
+        "AT-103,罐区硫化氢,h2s,ppm,TANK,,0,100,,,10,20,1,5\n"
+    )
     response = _post(client, world, csv.encode("utf-8"))
     assert response.status_code == 200, response.text
     assert response.json()["created"] == 2
@@ -76,12 +79,15 @@ def test_excel_tag_list_imports(client, world: World) -> None:
     assert "TT-120" in _tags(client, world)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty"),
-    (b"foo,bar\n1,2\n", "missing column"),
-    (b"PK\x03\x04 not really a zip", "Excel"),
-    (b"\xff\xfe\x00garbage\x81\x82", ""),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (b"foo,bar\n1,2\n", "missing column"),
+        (b"PK\x03\x04 not really a zip", "Excel"),
+        (b"\xff\xfe\x00garbage\x81\x82", ""),
+    ],
+)
 def test_malformed_files_get_a_clear_error(client, world: World, content: bytes, message: str) -> None:
     response = _post(client, world, content)
     assert response.status_code == 422
@@ -95,13 +101,22 @@ def test_oversized_upload_is_refused(client, world: World, app) -> None:  # noqa
 
 
 def test_api_rejects_nan_and_wrong_units_naming_the_field(client, world: World) -> None:
-    body = {"tag": "GT-130", "kind": "combustible_gas", "unit": "ppm", "area_id": world.area_a,
-            "range_min": 0, "range_max": 100}
+    body = {
+        "tag": "GT-130",
+        "kind": "combustible_gas",
+        "unit": "ppm",
+        "area_id": world.area_a,
+        "range_min": 0,
+        "range_max": 100,
+    }
     response = client.post("/api/v1/plant/sensors", json=body, headers=world.auth(Role.ADMIN))
     assert response.status_code == 422 and response.json()["detail"][0]["loc"][-1] == "unit"
     raw = '{"tag":"GT-131","kind":"combustible_gas","unit":"%LEL","area_id":AREA,"range_min":NaN,"range_max":100}'
-    response = client.post("/api/v1/plant/sensors", content=raw.replace("AREA", str(world.area_a)),
-                           headers={**world.auth(Role.ADMIN), "content-type": "application/json"})
+    response = client.post(
+        "/api/v1/plant/sensors",
+        content=raw.replace("AREA", str(world.area_a)),
+        headers={**world.auth(Role.ADMIN), "content-type": "application/json"},
+    )
     assert response.status_code == 422
 
 

@@ -30,6 +30,7 @@ def _sensor_body(area: str) -> Callable[[World], dict]:
     def body(w: World) -> dict:
         area_id = w.area_a if area == "a" else w.area_b
         return gas_sensor(f"NEW-{area}", area_id).model_dump()
+
     return body
 
 
@@ -41,34 +42,106 @@ ENDPOINTS = [
     Endpoint("get sensor a", "GET", lambda w: f"/api/v1/plant/sensors/{w.sensor_a}", "plant.read", "a"),
     Endpoint("get sensor b", "GET", lambda w: f"/api/v1/plant/sensors/{w.sensor_b}", "plant.read", "b"),
     Endpoint("get site", "GET", lambda w: f"/api/v1/plant/sites/{w.site_id}", "plant.read", "a"),
-    Endpoint("create site", "POST", lambda w: "/api/v1/plant/sites", "plant.write", None,
-             lambda w: {"code": "S9", "name_zh": "新厂区"}, 201),
-    Endpoint("create area", "POST", lambda w: "/api/v1/plant/areas", "plant.write", None,
-             lambda w: {"site_id": w.site_id, "code": "NEW", "name_zh": "新区域"}, 201),
-    Endpoint("patch area a", "PATCH", lambda w: f"/api/v1/plant/areas/{w.area_a}", "plant.write", "a",
-             lambda w: {"risk_grade": "orange"}),
-    Endpoint("patch area b", "PATCH", lambda w: f"/api/v1/plant/areas/{w.area_b}", "plant.write", "b",
-             lambda w: {"risk_grade": "orange"}),
-    Endpoint("create equipment a", "POST", lambda w: "/api/v1/plant/equipment", "plant.write", "a",
-             lambda w: {"area_id": w.area_a, "code": "P-1", "name_zh": "泵"}, 201),
-    Endpoint("create equipment b", "POST", lambda w: "/api/v1/plant/equipment", "plant.write", "b",
-             lambda w: {"area_id": w.area_b, "code": "P-2", "name_zh": "泵"}, 201),
+    Endpoint(
+        "create site",
+        "POST",
+        lambda w: "/api/v1/plant/sites",
+        "plant.write",
+        None,
+        lambda w: {"code": "S9", "name_zh": "新厂区"},
+        201,
+    ),
+    Endpoint(
+        "create area",
+        "POST",
+        lambda w: "/api/v1/plant/areas",
+        "plant.write",
+        None,
+        lambda w: {"site_id": w.site_id, "code": "NEW", "name_zh": "新区域"},
+        201,
+    ),
+    Endpoint(
+        "patch area a",
+        "PATCH",
+        lambda w: f"/api/v1/plant/areas/{w.area_a}",
+        "plant.write",
+        "a",
+        lambda w: {"risk_grade": "orange"},
+    ),
+    Endpoint(
+        "patch area b",
+        "PATCH",
+        lambda w: f"/api/v1/plant/areas/{w.area_b}",
+        "plant.write",
+        "b",
+        lambda w: {"risk_grade": "orange"},
+    ),
+    Endpoint(
+        "create equipment a",
+        "POST",
+        lambda w: "/api/v1/plant/equipment",
+        "plant.write",
+        "a",
+        lambda w: {"area_id": w.area_a, "code": "P-1", "name_zh": "泵"},
+        201,
+    ),
+    Endpoint(
+        "create equipment b",
+        "POST",
+        lambda w: "/api/v1/plant/equipment",
+        "plant.write",
+        "b",
+        lambda w: {"area_id": w.area_b, "code": "P-2", "name_zh": "泵"},
+        201,
+    ),
     Endpoint("create sensor a", "POST", lambda w: "/api/v1/plant/sensors", "sensor.write", "a", _sensor_body("a"), 201),
     Endpoint("create sensor b", "POST", lambda w: "/api/v1/plant/sensors", "sensor.write", "b", _sensor_body("b"), 201),
-    Endpoint("patch sensor a", "PATCH", lambda w: f"/api/v1/plant/sensors/{w.sensor_a}", "sensor.write", "a",
-             lambda w: {"h": 25}),
-    Endpoint("patch sensor b", "PATCH", lambda w: f"/api/v1/plant/sensors/{w.sensor_b}", "sensor.write", "b",
-             lambda w: {"h": 25}),
+    Endpoint(
+        "patch sensor a",
+        "PATCH",
+        lambda w: f"/api/v1/plant/sensors/{w.sensor_a}",
+        "sensor.write",
+        "a",
+        lambda w: {"h": 25},
+    ),
+    Endpoint(
+        "patch sensor b",
+        "PATCH",
+        lambda w: f"/api/v1/plant/sensors/{w.sensor_b}",
+        "sensor.write",
+        "b",
+        lambda w: {"h": 25},
+    ),
     Endpoint("delete sensor a", "DELETE", lambda w: f"/api/v1/plant/sensors/{w.sensor_a}", "sensor.write", "a", ok=204),
     Endpoint("delete sensor b", "DELETE", lambda w: f"/api/v1/plant/sensors/{w.sensor_b}", "sensor.write", "b", ok=204),
     Endpoint("list users", "GET", lambda w: "/api/v1/users", "user.read", None),
-    Endpoint("create user", "POST", lambda w: "/api/v1/users", "user.write", None,
-             lambda w: {"username": "newbie", "display_name": "新人", "role": "viewer", "password": "longenough1"}, 201),
-    Endpoint("patch user", "PATCH", lambda w: f"/api/v1/users/{w.users[Role.VIEWER].id}", "user.write", None,
-             lambda w: {"display_name": "改名"}),
+    Endpoint(
+        "create user",
+        "POST",
+        lambda w: "/api/v1/users",
+        "user.write",
+        None,
+        lambda w: {"username": "newbie", "display_name": "新人", "role": "viewer", "password": "longenough1"},
+        201,
+    ),
+    Endpoint(
+        "patch user",
+        "PATCH",
+        lambda w: f"/api/v1/users/{w.users[Role.VIEWER].id}",
+        "user.write",
+        None,
+        lambda w: {"display_name": "改名"},
+    ),
     Endpoint("list tokens", "GET", lambda w: "/api/v1/tokens", "token.write", None),
-    Endpoint("create token", "POST", lambda w: "/api/v1/tokens", "token.write", None,
-             lambda w: {"user_id": w.users[Role.OPERATOR].id, "name": "scada"}, 201),
+    Endpoint(
+        "create token",
+        "POST",
+        lambda w: "/api/v1/tokens",
+        "token.write",
+        None,
+        lambda w: {"user_id": w.users[Role.OPERATOR].id, "name": "scada"},
+        201,
+    ),
     Endpoint("read audit", "GET", lambda w: "/api/v1/audit", "audit.read", None),
     Endpoint("verify audit", "GET", lambda w: "/api/v1/audit/verify", "audit.read", None),
 ]
@@ -127,11 +200,17 @@ def test_scope_holds_for_a_role_granted_writes_by_the_table(client, world: World
     table = dict(roles.permission_table())
     table["sensor.write"] = table["sensor.write"] | {Role.SAFETY_OFFICER}
     monkeypatch.setattr(roles, "permission_table", lambda: table)
-    own = client.patch(f"/api/v1/plant/sensors/{world.sensor_a}", json={"h": 22}, headers=world.auth(Role.SAFETY_OFFICER))
-    other = client.patch(f"/api/v1/plant/sensors/{world.sensor_b}", json={"h": 22},
-                         headers=world.auth(Role.SAFETY_OFFICER))
-    moved = client.patch(f"/api/v1/plant/sensors/{world.sensor_a}", json={"area_id": world.area_b},
-                         headers=world.auth(Role.SAFETY_OFFICER))
+    own = client.patch(
+        f"/api/v1/plant/sensors/{world.sensor_a}", json={"h": 22}, headers=world.auth(Role.SAFETY_OFFICER)
+    )
+    other = client.patch(
+        f"/api/v1/plant/sensors/{world.sensor_b}", json={"h": 22}, headers=world.auth(Role.SAFETY_OFFICER)
+    )
+    moved = client.patch(
+        f"/api/v1/plant/sensors/{world.sensor_a}",
+        json={"area_id": world.area_b},
+        headers=world.auth(Role.SAFETY_OFFICER),
+    )
     assert (own.status_code, other.status_code, moved.status_code) == (200, 404, 404)
 
 

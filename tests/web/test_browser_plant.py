@@ -25,8 +25,9 @@ def _login(page, base: str, username: str) -> None:  # noqa: ANN001
     page.wait_for_url(f"{base}/plant")
 
 
-def test_officer_logs_in_and_sees_only_granted_areas_on_the_plan(browser, live_server, demo_world,
-                                                                 tmp_path: Path) -> None:  # noqa: ANN001
+def test_officer_logs_in_and_sees_only_granted_areas_on_the_plan(
+    browser, live_server, demo_world, tmp_path: Path
+) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     _login(page, live_server, "officer")
     page.wait_for_selector(".site-plan[data-ready='1']")

@@ -32,9 +32,7 @@ class User(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    grants: Mapped[list[AreaGrant]] = relationship(
-        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
-    )
+    grants: Mapped[list[AreaGrant]] = relationship(back_populates="user", cascade="all, delete-orphan", lazy="selectin")
 
     @property
     def role_enum(self) -> Role:

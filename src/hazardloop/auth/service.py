@@ -76,8 +76,9 @@ def create_user(db: Session, *, actor: User | None, data: UserCreate) -> User:
     )
     db.add(user)
     db.flush()
-    audit.record(db, actor=actor, action="user.create", target_type="user", target_id=user.id,
-                 after=_user_snapshot(user))
+    audit.record(
+        db, actor=actor, action="user.create", target_type="user", target_id=user.id, after=_user_snapshot(user)
+    )
     db.commit()
     return user
 
@@ -110,8 +111,15 @@ def update_user(db: Session, *, actor: User, user_id: int, data: UserUpdate) -> 
     for key, value in changes.items():
         setattr(user, key, value)
     db.flush()
-    audit.record(db, actor=actor, action="user.update", target_type="user", target_id=user.id,
-                 before=before, after=_user_snapshot(user))
+    audit.record(
+        db,
+        actor=actor,
+        action="user.update",
+        target_type="user",
+        target_id=user.id,
+        before=before,
+        after=_user_snapshot(user),
+    )
     if user.is_active is False:
         for session in db.scalars(select(LoginSession).where(LoginSession.user_id == user.id)):
             db.delete(session)
@@ -138,10 +146,14 @@ def authenticate(db: Session, *, username: str, password: str) -> User | None:
 def open_session(db: Session, *, user: User, hours: int, user_agent: str | None = None) -> str:
     """Start a browser session and return the cookie value (shown once, stored hashed)."""
     token = secrets.token_urlsafe(32)
-    db.add(LoginSession(
-        token_hash=_sha256(token), user_id=user.id,
-        expires_at=utcnow() + dt.timedelta(hours=hours), user_agent=(user_agent or "")[:255],
-    ))
+    db.add(
+        LoginSession(
+            token_hash=_sha256(token),
+            user_id=user.id,
+            expires_at=utcnow() + dt.timedelta(hours=hours),
+            user_agent=(user_agent or "")[:255],
+        )
+    )
     audit.record(db, actor=user, action="auth.login", target_type="user", target_id=user.id)
     db.commit()
     return token
@@ -186,8 +198,14 @@ def create_token(db: Session, *, actor: User, user_id: int, name: str) -> tuple[
     except IntegrityError as exc:  # a 256-bit collision; report rather than hide
         db.rollback()
         raise Conflict("token collision, try again") from exc
-    audit.record(db, actor=actor, action="token.create", target_type="api_token", target_id=token.id,
-                 after={"user_id": user.id, "name": name, "prefix": prefix})
+    audit.record(
+        db,
+        actor=actor,
+        action="token.create",
+        target_type="api_token",
+        target_id=token.id,
+        after={"user_id": user.id, "name": name, "prefix": prefix},
+    )
     db.commit()
     return token, secret
 

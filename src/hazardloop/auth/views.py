@@ -28,8 +28,9 @@ def login(body: LoginRequest, request: Request, response: Response, db: Db) -> U
     user = service.authenticate(db, username=body.username, password=body.password)
     if user is None:
         raise HTTPException(status_code=401, detail="wrong username or password")
-    token = service.open_session(db, user=user, hours=request.app.state.settings.session_hours,
-                                 user_agent=request.headers.get("user-agent"))
+    token = service.open_session(
+        db, user=user, hours=request.app.state.settings.session_hours, user_agent=request.headers.get("user-agent")
+    )
     set_session_cookie(request, response, token)
     return _read(user)
 
@@ -75,8 +76,11 @@ def list_tokens(actor: Actor, db: Db) -> list[TokenRead]:
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenCreate, actor: Actor, db: Db) -> dict:
     token, secret = service.create_token(db, actor=actor, user_id=body.user_id, name=body.name)
-    return {**TokenRead.model_validate(token).model_dump(mode="json"), "token": secret,
-            "note": "shown once; store it now"}
+    return {
+        **TokenRead.model_validate(token).model_dump(mode="json"),
+        "token": secret,
+        "note": "shown once; store it now",
+    }
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenRead)
@@ -85,8 +89,9 @@ def revoke_token(token_id: int, actor: Actor, db: Db) -> TokenRead:
 
 
 @router.get("/audit", response_model=list[AuditEventRead])
-def list_audit(actor: Actor, db: Db, limit: int = Query(100, ge=1, le=1000),
-               before_seq: int | None = Query(None, ge=1)) -> list[AuditEventRead]:
+def list_audit(
+    actor: Actor, db: Db, limit: int = Query(100, ge=1, le=1000), before_seq: int | None = Query(None, ge=1)
+) -> list[AuditEventRead]:
     events = audit.list_events(db, actor=actor, limit=limit, before_seq=before_seq)
     return [AuditEventRead.model_validate(e) for e in events]
 

@@ -65,51 +65,115 @@ class DemoResult:
 
 
 def _build_plant(db: Session, admin: User, spec: PlantSpec) -> None:
-    plant.get_or_create_enterprise(db, actor=admin, code=spec.enterprise_code, name_zh=spec.enterprise_name_zh,
-                                   name_en=spec.enterprise_name_en)
-    sites = {s.code: plant.create_site(db, actor=admin, data=SiteCreate(
-        code=s.code, name_zh=s.name_zh, name_en=s.name_en, plan_width=s.plan_width, plan_height=s.plan_height))
-        for s in spec.sites}
-    areas = {a.code: plant.create_area(db, actor=admin, data=AreaCreate(
-        site_id=sites[a.site].id, code=a.code, name_zh=a.name_zh, name_en=a.name_en, risk_grade=a.risk_grade,
-        polygon=[list(p) for p in a.polygon])) for a in spec.areas}
-    equipment = {e.code: plant.create_equipment(db, actor=admin, data=EquipmentCreate(
-        area_id=areas[e.area].id, code=e.code, name_zh=e.name_zh, name_en=e.name_en, kind=e.kind))
-        for e in spec.equipment}
+    plant.get_or_create_enterprise(
+        db, actor=admin, code=spec.enterprise_code, name_zh=spec.enterprise_name_zh, name_en=spec.enterprise_name_en
+    )
+    sites = {
+        s.code: plant.create_site(
+            db,
+            actor=admin,
+            data=SiteCreate(
+                code=s.code, name_zh=s.name_zh, name_en=s.name_en, plan_width=s.plan_width, plan_height=s.plan_height
+            ),
+        )
+        for s in spec.sites
+    }
+    areas = {
+        a.code: plant.create_area(
+            db,
+            actor=admin,
+            data=AreaCreate(
+                site_id=sites[a.site].id,
+                code=a.code,
+                name_zh=a.name_zh,
+                name_en=a.name_en,
+                risk_grade=a.risk_grade,
+                polygon=[list(p) for p in a.polygon],
+            ),
+        )
+        for a in spec.areas
+    }
+    equipment = {
+        e.code: plant.create_equipment(
+            db,
+            actor=admin,
+            data=EquipmentCreate(
+                area_id=areas[e.area].id, code=e.code, name_zh=e.name_zh, name_en=e.name_en, kind=e.kind
+            ),
+        )
+        for e in spec.equipment
+    }
     kinds = sensor_kinds()
     for s in spec.sensors:
         item = equipment[s.equipment]
-        plant.create_sensor(db, actor=admin, data=SensorCreate(
-            tag=s.tag, name=f"{item.name_zh}{kinds[s.kind].name_zh}", kind=s.kind, unit=s.unit,
-            area_id=item.area_id, equipment_id=item.id, range_min=s.range_min, range_max=s.range_max,
-            ll=s.ll, l=s.l, h=s.h, hh=s.hh, deadband=s.deadband, on_delay_s=s.on_delay_s,
-            off_delay_s=s.off_delay_s, sample_period_s=s.sample_period_s))
+        plant.create_sensor(
+            db,
+            actor=admin,
+            data=SensorCreate(
+                tag=s.tag,
+                name=f"{item.name_zh}{kinds[s.kind].name_zh}",
+                kind=s.kind,
+                unit=s.unit,
+                area_id=item.area_id,
+                equipment_id=item.id,
+                range_min=s.range_min,
+                range_max=s.range_max,
+                ll=s.ll,
+                l=s.l,
+                h=s.h,
+                hh=s.hh,
+                deadband=s.deadband,
+                on_delay_s=s.on_delay_s,
+                off_delay_s=s.off_delay_s,
+                sample_period_s=s.sample_period_s,
+            ),
+        )
 
 
 def _build_people(db: Session, admin: User) -> None:
     for person in DEMO_PEOPLE[1:]:
         area_ids = [plant.area_by_code(db, code).id for code in person.areas] if person.areas else []
-        auth_service.create_user(db, actor=admin, data=UserCreate(
-            username=person.username, display_name=person.display_name, role=person.role,
-            password=DEMO_PASSWORD, department=person.department, all_areas=person.areas is None,
-            area_ids=area_ids))
+        auth_service.create_user(
+            db,
+            actor=admin,
+            data=UserCreate(
+                username=person.username,
+                display_name=person.display_name,
+                role=person.role,
+                password=DEMO_PASSWORD,
+                department=person.department,
+                all_areas=person.areas is None,
+                area_ids=area_ids,
+            ),
+        )
 
 
-def build_demo(db: Session, *, data_dir: Path, seed: int = 7, days: int = 7,
-               console: Console | None = None) -> DemoResult:
+def build_demo(
+    db: Session, *, data_dir: Path, seed: int = 7, days: int = 7, console: Console | None = None
+) -> DemoResult:
     """Build the plant once (a second run keeps the database and refreshes the history files)."""
     console = console or Console(quiet=True)
     spec = load_plant_spec()
     if plant.current_enterprise(db) is None:
         first = DEMO_PEOPLE[0]
-        admin = auth_service.create_user(db, actor=None, data=UserCreate(
-            username=first.username, display_name=first.display_name, role=first.role,
-            password=DEMO_PASSWORD, department=first.department))
+        admin = auth_service.create_user(
+            db,
+            actor=None,
+            data=UserCreate(
+                username=first.username,
+                display_name=first.display_name,
+                role=first.role,
+                password=DEMO_PASSWORD,
+                department=first.department,
+            ),
+        )
         with console.status("building the plant model / 正在建立装置模型"):
             _build_plant(db, admin, spec)
             _build_people(db, admin)
-        console.print(f"[green]demo plant built: {len(spec.areas)} areas, {len(spec.equipment)} equipment, "
-                      f"{len(spec.sensors)} sensors, {len(DEMO_PEOPLE)} people[/]")
+        console.print(
+            f"[green]demo plant built: {len(spec.areas)} areas, {len(spec.equipment)} equipment, "
+            f"{len(spec.sensors)} sensors, {len(DEMO_PEOPLE)} people[/]"
+        )
     elif plant.current_enterprise(db).code != spec.enterprise_code:
         raise Conflict("this database already holds another enterprise; use a fresh data directory")
     else:
@@ -121,8 +185,10 @@ def build_demo(db: Session, *, data_dir: Path, seed: int = 7, days: int = 7,
         history_path, truth_path = out / "sensor_history.csv", out / "ground_truth.csv"
         simulation.to_frame().to_csv(history_path, index=False, float_format="%.4f")
         _write_truth(simulation, truth_path)
-    logins = [DemoLogin(p.username, DEMO_PASSWORD, p.role.value, "all / 全部" if p.areas is None else ", ".join(p.areas))
-              for p in DEMO_PEOPLE]
+    logins = [
+        DemoLogin(p.username, DEMO_PASSWORD, p.role.value, "all / 全部" if p.areas is None else ", ".join(p.areas))
+        for p in DEMO_PEOPLE
+    ]
     return DemoResult(logins=logins, history_path=history_path, truth_path=truth_path, sensors=len(spec.sensors))
 
 
@@ -133,5 +199,14 @@ def _write_truth(simulation, path: Path) -> None:  # noqa: ANN001
         writer = csv.writer(handle)
         writer.writerow(["kind", "cause", "tags", "start", "end", "description_zh", "description_en"])
         for event in simulation.events:
-            writer.writerow([event.kind, event.cause, " ".join(event.tags), event.start.isoformat(),
-                             event.end.isoformat(), event.description_zh, event.description_en])
+            writer.writerow(
+                [
+                    event.kind,
+                    event.cause,
+                    " ".join(event.tags),
+                    event.start.isoformat(),
+                    event.end.isoformat(),
+                    event.description_zh,
+                    event.description_en,
+                ]
+            )

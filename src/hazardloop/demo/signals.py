@@ -142,9 +142,7 @@ class Simulation:
         return slice(int(lo), int(hi))
 
 
-def simulate(
-    spec: PlantSpec, *, start: datetime, duration: timedelta, step: timedelta, seed: int
-) -> Simulation:
+def simulate(spec: PlantSpec, *, start: datetime, duration: timedelta, step: timedelta, seed: int) -> Simulation:
     """Simulate ``duration`` of readings every ``step`` from ``start``; the same seed, the same bytes.
 
     The grid is ``start + k * step`` for ``k = 0 … ceil(duration / step) - 1``. Events still running
@@ -165,17 +163,11 @@ def simulate(
             break
     values = np.concatenate(blocks)[:n_total]
     last = model.time_of(n_total - 1)
-    kept = [
-        e if e.end <= last else _replace_end(e, last) for e in events if e.start <= last
-    ]
-    return Simulation(
-        timestamps=model.timestamps(0, n_total), tags=spec.tags, values=values, events=kept
-    )
+    kept = [e if e.end <= last else _replace_end(e, last) for e in events if e.start <= last]
+    return Simulation(timestamps=model.timestamps(0, n_total), tags=spec.tags, values=values, events=kept)
 
 
-def stream(
-    spec: PlantSpec, *, start: datetime, step: timedelta, seed: int
-) -> Iterator[tuple[datetime, np.ndarray]]:
+def stream(spec: PlantSpec, *, start: datetime, step: timedelta, seed: int) -> Iterator[tuple[datetime, np.ndarray]]:
     """Yield ``(timestamp, values)`` rows without end, from the same model as ``simulate``.
 
     Rows are computed a day at a time and handed out one by one; the ground truth for any prefix
@@ -189,8 +181,13 @@ def stream(
 
 def _replace_end(event: InjectedEvent, end: datetime) -> InjectedEvent:
     return InjectedEvent(
-        kind=event.kind, tags=event.tags, start=event.start, end=end,
-        description_zh=event.description_zh, description_en=event.description_en, cause=event.cause,
+        kind=event.kind,
+        tags=event.tags,
+        start=event.start,
+        end=end,
+        description_zh=event.description_zh,
+        description_en=event.description_en,
+        cause=event.cause,
     )
 
 
@@ -238,24 +235,20 @@ class _Drivers:
         # East-China climate: about 5 °C in January, 27 °C in late July; warmest at 15:00.
         self.t_mean = 16.0 + 11.0 * np.cos(2 * np.pi * (doy - 200.0) / 365.25)
         self.ambient = (
-            self.t_mean + 4.0 * np.cos(2 * np.pi * (hod - 15.0) / 24.0)
+            self.t_mean
+            + 4.0 * np.cos(2 * np.pi * (hod - 15.0) / 24.0)
             + model.ar("weather", rng, t.size, 6 * 3600.0, 1.5)
         )
         self.humidity = np.clip(
             70.0 - 2.2 * (self.ambient - self.t_mean) + model.ar("humid", rng, t.size, 3 * 3600.0, 6.0),
-            25.0, 99.0,
+            25.0,
+            99.0,
         )
-        load = (
-            0.85 + 0.06 * np.cos(2 * np.pi * (hod - 14.0) / 24.0)
-            + model.ar("load", rng, t.size, 2 * 3600.0, 0.03)
-        )
+        load = 0.85 + 0.06 * np.cos(2 * np.pi * (hod - 14.0) / 24.0) + model.ar("load", rng, t.size, 2 * 3600.0, 0.03)
         self.feed = 12.0 * load / 0.85
         # Two first-order lags in series: the reactor answers a feed change after ~10 min, not at once.
         self.feed_lag = model.lag("feed2", model.lag("feed1", self.feed, 600.0), 600.0)
-        self.steam = (
-            8.0 + 2.0 * np.cos(2 * np.pi * (hod - 10.0) / 24.0)
-            + model.ar("steam", rng, t.size, 1800.0, 0.5)
-        )
+        self.steam = 8.0 + 2.0 * np.cos(2 * np.pi * (hod - 10.0) / 24.0) + model.ar("steam", rng, t.size, 1800.0, 0.5)
         # Drum pressure dips and level swells while steam draw runs ahead of firing control.
         self.steam_fast = self.steam - model.lag("steam_slow", self.steam, 900.0)
         self.tank_ambient = {
@@ -305,6 +298,7 @@ def _sensor_models(spec: PlantSpec) -> dict[str, Callable[[_Drivers], np.ndarray
 
     Tags not listed here (a plant file someone extended) fall back to ``_generic_model``.
     """
+
     def const(v: float) -> Callable[[_Drivers], np.ndarray]:
         return lambda d: np.full_like(d.feed, v)
 
@@ -453,10 +447,12 @@ class _Model:
         t = np.arange(rows.start, rows.stop, dtype=np.float64) * self.step_s
         drivers = _Drivers(self, t, rng)
         clean = np.column_stack([model(drivers) for model in self.models])
-        noise = np.column_stack([
-            self.ar(f"noise:{s.tag}", rng, t.size, _NOISE[s.kind][1], _NOISE[s.kind][0] * s.span)
-            for s in self.spec.sensors
-        ])
+        noise = np.column_stack(
+            [
+                self.ar(f"noise:{s.tag}", rng, t.size, _NOISE[s.kind][1], _NOISE[s.kind][0] * s.span)
+                for s in self.spec.sensors
+            ]
+        )
         plans = self.scheduler.plan(e, rows)
         for plan in plans:
             if plan.kind == PROCESS_FAULT:
@@ -541,10 +537,15 @@ def _below(s: SensorSpec, rng: np.random.Generator, lo: float, hi: float) -> flo
     return max(s.l - rng.uniform(lo, hi) * gap, s.range_min + 0.02 * s.span)
 
 
-def _blend(columns: list[int], targets: list[float], profiles: list[tuple[float, float, str]],
-           jitter: float = 0.0, rng: np.random.Generator | None = None,
-           ) -> Callable[[np.ndarray, np.ndarray, slice], None]:
+def _blend(
+    columns: list[int],
+    targets: list[float],
+    profiles: list[tuple[float, float, str]],
+    jitter: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> Callable[[np.ndarray, np.ndarray, slice], None]:
     """Pull noiseless values towards each target by the event's profile; noise is added later."""
+
     def apply(clean: np.ndarray, t: np.ndarray, rows: slice) -> None:
         tt = t[rows]
         x = (tt - tt[0]) / max(tt[-1] - tt[0], 1.0)
@@ -554,6 +555,7 @@ def _blend(columns: list[int], targets: list[float], profiles: list[tuple[float,
             if jitter and rng is not None:  # gas plumes flicker with the wind
                 peak = target * (1.0 + jitter * rng.standard_normal(tt.size))
             clean[rows, j] = (1.0 - p) * clean[rows, j] + p * peak
+
     return apply
 
 
@@ -570,8 +572,17 @@ class _Scheduler:
         spec = model.spec
         self.sensors = spec.sensors
         self.col = {s.tag: j for j, s in enumerate(spec.sensors)}
-        self.faults = [f for f in (self._gas_leak, self._cooling_failure, self._bearing_wear,
-                                   self._tank_overfill, self._o2_depletion) if f(None, None) is not None]
+        self.faults = [
+            f
+            for f in (
+                self._gas_leak,
+                self._cooling_failure,
+                self._bearing_wear,
+                self._tank_overfill,
+                self._o2_depletion,
+            )
+            if f(None, None) is not None
+        ]
         offsets = np.random.default_rng([model.seed, 3]).integers(0, 1000, size=2)
         self.fault_offset, self.failure_offset = int(offsets[0]), int(offsets[1])
 
@@ -595,8 +606,13 @@ class _Scheduler:
 
     # timing --------------------------------------------------------------------------------------
 
-    def _window(self, rng: np.random.Generator, where: tuple[int, range], min_s: float, max_s: float,
-                ) -> tuple[int, int] | None:
+    def _window(
+        self,
+        rng: np.random.Generator,
+        where: tuple[int, range],
+        min_s: float,
+        max_s: float,
+    ) -> tuple[int, int] | None:
         """Absolute first and last rows of an event lasting min_s…max_s, inside the epoch with margins."""
         e, rows = where
         step = self.model.step_s
@@ -633,14 +649,20 @@ class _Scheduler:
         gas_zh, gas_en = _GAS_NAMES[chosen[0].kind]
         tags = [s.tag for s in chosen]
         return _Plan(
-            PROCESS_FAULT, "gas_leak", [self.col[t] for t in tags], *window,
+            PROCESS_FAULT,
+            "gas_leak",
+            [self.col[t] for t in tags],
+            *window,
             f"{area.name_zh} {'、'.join(tags)} 附近{gas_zh}泄漏",
             f"{gas_en} leak near {', '.join(tags)} in {area.name_en}",
             _blend([self.col[t] for t in tags], targets, [(0.3, 0.4, "smooth")] * len(tags), 0.03, rng),
         )
 
-    def _cooling_failure(self, rng: np.random.Generator | None, where: tuple[int, range] | None,
-                         ) -> _Plan | None:
+    def _cooling_failure(
+        self,
+        rng: np.random.Generator | None,
+        where: tuple[int, range] | None,
+    ) -> _Plan | None:
         need = ("TT-201", "PT-201", "FT-202")
         if not all(t in self.col for t in need):
             return None
@@ -660,15 +682,19 @@ class _Scheduler:
                 targets.append(_above(s, rng, 0.4, 1.3))
                 profiles.append((0.45, 0.25, "exp"))
         return _Plan(
-            PROCESS_FAULT, "cooling_failure", [self.col[t] for t in tags], *window,
+            PROCESS_FAULT,
+            "cooling_failure",
+            [self.col[t] for t in tags],
+            *window,
             "反应釜 R-201 冷却水中断，釜温釜压上升（飞温风险）",
             "Reactor R-201 cooling water lost; temperature and pressure rising (runaway risk)",
             _blend([self.col[t] for t in tags], targets, profiles),
         )
 
     def _bearing_wear(self, rng: np.random.Generator | None, where: tuple[int, range] | None) -> _Plan | None:
-        candidates = [s for s in self.sensors
-                      if s.kind == "vibration" and s.h is not None and s.tag not in _INTERMITTENT]
+        candidates = [
+            s for s in self.sensors if s.kind == "vibration" and s.h is not None and s.tag not in _INTERMITTENT
+        ]
         if not candidates:
             return None
         if rng is None or where is None:
@@ -679,16 +705,25 @@ class _Scheduler:
             return None
         equipment = self.model.spec.equipment_of(s.tag)
         return _Plan(
-            PROCESS_FAULT, "bearing_wear", [self.col[s.tag]], *window,
+            PROCESS_FAULT,
+            "bearing_wear",
+            [self.col[s.tag]],
+            *window,
             f"{equipment.code} {equipment.name_zh}轴承磨损，{s.tag} 振动持续增大，切换备机后恢复",
             f"{equipment.code} {equipment.name_en} bearing wear: {s.tag} vibration grows until changeover",
             _blend([self.col[s.tag]], [_above(s, rng, 0.3, 1.2)], [(0.92, 0.08, "exp")]),
         )
 
-    def _tank_overfill(self, rng: np.random.Generator | None, where: tuple[int, range] | None,
-                       ) -> _Plan | None:
-        candidates = [s for s in self.sensors if s.kind == "level" and s.h is not None
-                      and self.model.spec.equipment_of(s.tag).kind == "tank"]
+    def _tank_overfill(
+        self,
+        rng: np.random.Generator | None,
+        where: tuple[int, range] | None,
+    ) -> _Plan | None:
+        candidates = [
+            s
+            for s in self.sensors
+            if s.kind == "level" and s.h is not None and self.model.spec.equipment_of(s.tag).kind == "tank"
+        ]
         if not candidates:
             return None
         if rng is None or where is None:
@@ -699,14 +734,20 @@ class _Scheduler:
             return None
         equipment = self.model.spec.equipment_of(s.tag)
         return _Plan(
-            PROCESS_FAULT, "tank_overfill", [self.col[s.tag]], *window,
+            PROCESS_FAULT,
+            "tank_overfill",
+            [self.col[s.tag]],
+            *window,
             f"{equipment.code} {equipment.name_zh}收料未及时切断，液位 {s.tag} 逼近高高限",
             f"{equipment.code} {equipment.name_en} receipt not stopped in time; level {s.tag} heading to HH",
             _blend([self.col[s.tag]], [_above(s, rng, 0.3, 1.4)], [(0.55, 0.1, "linear")]),
         )
 
-    def _o2_depletion(self, rng: np.random.Generator | None, where: tuple[int, range] | None,
-                      ) -> _Plan | None:
+    def _o2_depletion(
+        self,
+        rng: np.random.Generator | None,
+        where: tuple[int, range] | None,
+    ) -> _Plan | None:
         candidates = [s for s in self.sensors if s.kind == "o2" and s.l is not None]
         if not candidates:
             return None
@@ -718,7 +759,10 @@ class _Scheduler:
             return None
         area = self.model.spec.area_of(s.tag)
         return _Plan(
-            PROCESS_FAULT, "o2_depletion", [self.col[s.tag]], *window,
+            PROCESS_FAULT,
+            "o2_depletion",
+            [self.col[s.tag]],
+            *window,
             f"{area.name_zh} 氮气泄漏，{s.tag} 氧含量下降（窒息风险）",
             f"Nitrogen leak in {area.name_en}: oxygen falling at {s.tag} (asphyxiation risk)",
             _blend([self.col[s.tag]], [_below(s, rng, 0.3, 1.5)], [(0.3, 0.4, "smooth")]),
@@ -726,8 +770,9 @@ class _Scheduler:
 
     # sensor failures -----------------------------------------------------------------------------
 
-    def _sensor_failure(self, kind: str, rng: np.random.Generator, where: tuple[int, range],
-                        used: set[int]) -> _Plan | None:
+    def _sensor_failure(
+        self, kind: str, rng: np.random.Generator, where: tuple[int, range], used: set[int]
+    ) -> _Plan | None:
         free = [j for j in range(len(self.sensors)) if j not in used]
         if kind in ("stuck", "drift"):
             free = [j for j in free if self.sensors[j].tag not in _INTERMITTENT]
@@ -737,32 +782,48 @@ class _Scheduler:
             return self._dropout(rng, where, used)
         j = free[int(rng.integers(len(free)))]
         s = self.sensors[j]
-        durations = {"stuck": (3600, 6 * 3600), "drift": (4 * 3600, 16 * 3600),
-                     "spike": (0, 2 * self.model.step_s), "out_of_range": (600, 3 * 3600)}
+        durations = {
+            "stuck": (3600, 6 * 3600),
+            "drift": (4 * 3600, 16 * 3600),
+            "spike": (0, 2 * self.model.step_s),
+            "out_of_range": (600, 3 * 3600),
+        }
         window = self._window(rng, where, *durations[kind])
         if window is None:
             return None
         if kind == "stuck":
-            return _Plan(kind, kind, [j], *window, f"{s.tag} 读数冻结（卡死）", f"{s.tag} reading frozen (stuck)",
-                         _stuck(j))
+            return _Plan(
+                kind, kind, [j], *window, f"{s.tag} 读数冻结（卡死）", f"{s.tag} reading frozen (stuck)", _stuck(j)
+            )
         if kind == "drift":
             amount = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.08, 0.2) * s.span)
-            return _Plan(kind, kind, [j], *window,
-                         f"{s.tag} 缓慢漂移 {amount:+.3g} {s.unit}（需校准）",
-                         f"{s.tag} slow calibration drift of {amount:+.3g} {s.unit}",
-                         _drift(j, amount, s))
+            return _Plan(
+                kind,
+                kind,
+                [j],
+                *window,
+                f"{s.tag} 缓慢漂移 {amount:+.3g} {s.unit}（需校准）",
+                f"{s.tag} slow calibration drift of {amount:+.3g} {s.unit}",
+                _drift(j, amount, s),
+            )
         if kind == "spike":
             fraction = float(rng.uniform(0.25, 0.6))
-            return _Plan(kind, kind, [j], *window, f"{s.tag} 尖峰干扰", f"{s.tag} spike (interference)",
-                         _spike(j, fraction, s))
+            return _Plan(
+                kind, kind, [j], *window, f"{s.tag} 尖峰干扰", f"{s.tag} spike (interference)", _spike(j, fraction, s)
+            )
         low = bool(rng.random() < 0.6)
         # NAMUR NE 43: a transmitter signals its own failure below 3.6 mA or above 21 mA, which a
         # 4–20 mA input scales to 2.5 % below or 6.25 % above the range.
         value = s.range_min - 0.025 * s.span if low else s.range_max + 0.0625 * s.span
-        return _Plan(kind, kind, [j], *window,
-                     f"{s.tag} 信号超出量程（{'断线' if low else '故障电流'}）",
-                     f"{s.tag} signal outside its range ({'broken loop' if low else 'fault current'})",
-                     _fixed(j, value))
+        return _Plan(
+            kind,
+            kind,
+            [j],
+            *window,
+            f"{s.tag} 信号超出量程（{'断线' if low else '故障电流'}）",
+            f"{s.tag} signal outside its range ({'broken loop' if low else 'fault current'})",
+            _fixed(j, value),
+        )
 
     def _dropout(self, rng: np.random.Generator, where: tuple[int, range], used: set[int]) -> _Plan | None:
         """A lost remote I/O or gateway: every sensor on one piece of equipment goes silent."""
@@ -779,10 +840,15 @@ class _Scheduler:
         if window is None:
             return None
         tags = "、".join(self.sensors[j].tag for j in cols)
-        return _Plan("dropout", "dropout", cols, *window,
-                     f"{eq.code} {eq.name_zh} 通讯中断，{tags} 无数据",
-                     f"Communication lost to {eq.code} {eq.name_en}: no data from {tags.replace('、', ', ')}",
-                     _fixed(cols, math.nan))
+        return _Plan(
+            "dropout",
+            "dropout",
+            cols,
+            *window,
+            f"{eq.code} {eq.name_zh} 通讯中断，{tags} 无数据",
+            f"Communication lost to {eq.code} {eq.name_en}: no data from {tags.replace('、', ', ')}",
+            _fixed(cols, math.nan),
+        )
 
 
 _CAN = _Plan("", "", [], 0, 0, "", "", lambda m, t, r: None)
@@ -792,6 +858,7 @@ _CAN = _Plan("", "", [], 0, 0, "", "", lambda m, t, r: None)
 def _stuck(j: int) -> Callable[[np.ndarray, np.ndarray, slice], None]:
     def apply(values: np.ndarray, t: np.ndarray, rows: slice) -> None:
         values[rows, j] = values[rows.start, j]
+
     return apply
 
 
@@ -799,6 +866,7 @@ def _drift(j: int, amount: float, s: SensorSpec) -> Callable[[np.ndarray, np.nda
     def apply(values: np.ndarray, t: np.ndarray, rows: slice) -> None:
         ramp = np.linspace(0.0, 1.0, rows.stop - rows.start)
         values[rows, j] = np.clip(values[rows, j] + amount * ramp, s.range_min, s.range_max)
+
     return apply
 
 
@@ -807,12 +875,13 @@ def _spike(j: int, fraction: float, s: SensorSpec) -> Callable[[np.ndarray, np.n
         v = values[rows.start, j]
         room_up, room_down = s.range_max - v, v - s.range_min
         jump = min(fraction * s.span, 0.95 * max(room_up, room_down))
-        values[rows, j] = np.clip(values[rows, j] + (jump if room_up >= room_down else -jump),
-                                  s.range_min, s.range_max)
+        values[rows, j] = np.clip(values[rows, j] + (jump if room_up >= room_down else -jump), s.range_min, s.range_max)
+
     return apply
 
 
 def _fixed(columns: int | list[int], value: float) -> Callable[[np.ndarray, np.ndarray, slice], None]:
     def apply(values: np.ndarray, t: np.ndarray, rows: slice) -> None:
         values[rows, columns] = value
+
     return apply

@@ -19,8 +19,16 @@ RISK_GRADES = ("red", "orange", "yellow", "blue")
 """The four risk colours of 国务院安委办〔2016〕11号: 重大 / 较大 / 一般 / 低."""
 
 EQUIPMENT_KINDS = (
-    "tank", "reactor", "pump", "boiler", "compressor", "heat_exchanger",
-    "warehouse", "loading_arm", "pipeline", "other",
+    "tank",
+    "reactor",
+    "pump",
+    "boiler",
+    "compressor",
+    "heat_exchanger",
+    "warehouse",
+    "loading_arm",
+    "pipeline",
+    "other",
 )
 
 SENSOR_UNITS: dict[str, tuple[str, ...]] = {
@@ -168,9 +176,7 @@ def parse_plant_spec(data: Mapping[str, Any]) -> PlantSpec:
     site_by_code = {s.code: s for s in sites}
     _references([(a.code, a.site) for a in areas], set(site_by_code), "areas", "code", "site")
     _references([(e.code, e.area) for e in equipment], {a.code for a in areas}, "equipment", "code", "area")
-    _references(
-        [(s.tag, s.equipment) for s in sensors], {e.code for e in equipment}, "sensors", "tag", "equipment"
-    )
+    _references([(s.tag, s.equipment) for s in sensors], {e.code for e in equipment}, "sensors", "tag", "equipment")
     for i, area in enumerate(areas):
         _check_polygon_in_plan(area, site_by_code[area.site], f"areas[{i}] (code '{area.code}')")
     _check_no_overlap(areas)
@@ -234,8 +240,17 @@ def _equipment(e: Mapping[str, Any], where: str) -> EquipmentSpec:
 
 
 _SENSOR_KEYS = {
-    "tag", "equipment", "kind", "unit", "range_min", "range_max", *LIMIT_NAMES,
-    "deadband", "on_delay_s", "off_delay_s", "sample_period_s",
+    "tag",
+    "equipment",
+    "kind",
+    "unit",
+    "range_min",
+    "range_max",
+    *LIMIT_NAMES,
+    "deadband",
+    "on_delay_s",
+    "off_delay_s",
+    "sample_period_s",
 }
 
 
@@ -289,9 +304,7 @@ def _check_limits(limits: Mapping[str, float | None], lo: float, hi: float, wher
             raise PlantSpecError(where, name, f"{value} is outside the range {lo}..{hi}")
     for (name_a, a), (name_b, b) in zip(present, present[1:], strict=False):
         if a >= b:
-            raise PlantSpecError(
-                where, name_b, f"limits must rise ll < l < h < hh, but {name_a}={a} >= {name_b}={b}"
-            )
+            raise PlantSpecError(where, name_b, f"limits must rise ll < l < h < hh, but {name_a}={a} >= {name_b}={b}")
 
 
 # ── geometry ─────────────────────────────────────────────────────────────────────────────────
@@ -317,9 +330,9 @@ def _check_polygon_in_plan(area: AreaSpec, site: SiteSpec, where: str) -> None:
     for x, y in area.polygon:
         if not (0 <= x <= site.plan_width and 0 <= y <= site.plan_height):
             raise PlantSpecError(
-                where, "polygon",
-                f"point ({x}, {y}) lies outside site {site.code}'s plan "
-                f"0..{site.plan_width} × 0..{site.plan_height}",
+                where,
+                "polygon",
+                f"point ({x}, {y}) lies outside site {site.code}'s plan 0..{site.plan_width} × 0..{site.plan_height}",
             )
 
 
@@ -329,9 +342,7 @@ def _check_no_overlap(areas: Sequence[AreaSpec]) -> None:
         for j in range(i + 1, len(areas)):
             b = areas[j]
             if a.site == b.site and _polygons_overlap(a.polygon, b.polygon):
-                raise PlantSpecError(
-                    f"areas[{j}] (code '{b.code}')", "polygon", f"overlaps area '{a.code}'"
-                )
+                raise PlantSpecError(f"areas[{j}] (code '{b.code}')", "polygon", f"overlaps area '{a.code}'")
 
 
 def _polygons_overlap(p: Sequence[tuple[float, float]], q: Sequence[tuple[float, float]]) -> bool:
@@ -345,9 +356,7 @@ def _polygons_overlap(p: Sequence[tuple[float, float]], q: Sequence[tuple[float,
         for b1, b2 in zip(q, [*q[1:], q[0]], strict=True):
             if _segments_cross(a1, a2, b1, b2):
                 return True
-    return any(_strictly_inside(pt, q) for pt in _probes(p)) or any(
-        _strictly_inside(pt, p) for pt in _probes(q)
-    )
+    return any(_strictly_inside(pt, q) for pt in _probes(p)) or any(_strictly_inside(pt, p) for pt in _probes(q))
 
 
 def _probes(p: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -383,9 +392,7 @@ def _strictly_inside(pt: tuple[float, float], poly: Sequence[tuple[float, float]
 
 
 def _signed_area(p: Sequence[tuple[float, float]]) -> float:
-    return 0.5 * sum(
-        a[0] * b[1] - b[0] * a[1] for a, b in zip(p, [*p[1:], p[0]], strict=True)
-    )
+    return 0.5 * sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(p, [*p[1:], p[0]], strict=True))
 
 
 # ── small readers ────────────────────────────────────────────────────────────────────────────
@@ -416,9 +423,7 @@ def _entries(data: Mapping[str, Any], key: str, id_field: str) -> list[tuple[Map
 def _no_unknown_keys(e: Mapping[str, Any], where: str, allowed: set[str]) -> None:
     unknown = sorted(set(e) - allowed)
     if unknown:
-        raise PlantSpecError(
-            where, unknown[0], f"unknown field; allowed fields are {', '.join(sorted(allowed))}"
-        )
+        raise PlantSpecError(where, unknown[0], f"unknown field; allowed fields are {', '.join(sorted(allowed))}")
 
 
 def _text(e: Mapping[str, Any], key: str, where: str) -> str:
@@ -443,15 +448,11 @@ def _unique(values: Sequence[str], key: str, field: str) -> None:
     seen: dict[str, int] = {}
     for i, v in enumerate(values):
         if v in seen:
-            raise PlantSpecError(
-                f"{key}[{i}] ({field} '{v}')", field, f"duplicate of {key}[{seen[v]}]"
-            )
+            raise PlantSpecError(f"{key}[{i}] ({field} '{v}')", field, f"duplicate of {key}[{seen[v]}]")
         seen[v] = i
 
 
-def _references(
-    pairs: Sequence[tuple[str, str]], known: set[str], key: str, id_field: str, field: str
-) -> None:
+def _references(pairs: Sequence[tuple[str, str]], known: set[str], key: str, id_field: str, field: str) -> None:
     for i, (ident, v) in enumerate(pairs):
         if v not in known:
             raise PlantSpecError(

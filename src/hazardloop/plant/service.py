@@ -82,8 +82,15 @@ def _require_unique(db: Session, model: type[Base], field: str, value: Any, excl
 def _save(db: Session, actor: User, obj: Base, action: str, before: dict | None = None) -> None:
     db.add(obj)
     db.flush()
-    audit.record(db, actor=actor, action=action, target_type=obj.__tablename__, target_id=obj.id,
-                 before=before, after=audit.snapshot(obj))
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        target_type=obj.__tablename__,
+        target_id=obj.id,
+        before=before,
+        after=audit.snapshot(obj),
+    )
     db.commit()
 
 
@@ -101,8 +108,14 @@ def _delete(db: Session, actor: User, obj: Base, dependents: dict[str, int]) -> 
         raise Conflict(f"{obj.__tablename__.rstrip('s')} still has {listed}; move or delete them first")
     before = audit.snapshot(obj)
     db.delete(obj)
-    audit.record(db, actor=actor, action=f"{obj.__tablename__}.delete", target_type=obj.__tablename__,
-                 target_id=obj.id, before=before)
+    audit.record(
+        db,
+        actor=actor,
+        action=f"{obj.__tablename__}.delete",
+        target_type=obj.__tablename__,
+        target_id=obj.id,
+        before=before,
+    )
     db.commit()
 
 
@@ -127,8 +140,14 @@ def get_or_create_enterprise(
         enterprise = Enterprise(code=code, name_zh=name_zh, name_en=name_en)
         db.add(enterprise)
         db.flush()
-        audit.record(db, actor=actor, action="enterprises.create", target_type="enterprises",
-                     target_id=enterprise.id, after=audit.snapshot(enterprise))
+        audit.record(
+            db,
+            actor=actor,
+            action="enterprises.create",
+            target_type="enterprises",
+            target_id=enterprise.id,
+            after=audit.snapshot(enterprise),
+        )
         db.commit()
     return enterprise
 
@@ -230,8 +249,12 @@ def update_area(db: Session, *, actor: User, area_id: int, data: AreaUpdate) -> 
 def delete_area(db: Session, *, actor: User, area_id: int) -> None:
     authz.require(actor, "plant.write")
     area = _get(db, actor, Area, area_id)
-    _delete(db, actor, area,
-            {"equipment": _count(db, Equipment, area_id=area.id), "sensors": _count(db, Sensor, area_id=area.id)})
+    _delete(
+        db,
+        actor,
+        area,
+        {"equipment": _count(db, Equipment, area_id=area.id), "sensors": _count(db, Sensor, area_id=area.id)},
+    )
 
 
 # ---------------------------------------------------------------- equipment
@@ -282,8 +305,9 @@ def delete_equipment(db: Session, *, actor: User, equipment_id: int) -> None:
 # ---------------------------------------------------------------- sensors
 
 
-def list_sensors(db: Session, *, actor: User, area_id: int | None = None,
-                 equipment_id: int | None = None) -> list[Sensor]:
+def list_sensors(
+    db: Session, *, actor: User, area_id: int | None = None, equipment_id: int | None = None
+) -> list[Sensor]:
     authz.require(actor, "plant.read")
     query = select(Sensor).order_by(Sensor.tag)
     if area_id is not None:

@@ -99,15 +99,29 @@ def _number(text: str) -> float | None:
 
 
 NON_NULL_FIELDS = ("deadband", "on_delay_s", "off_delay_s")
-NUMERIC_FIELDS = ("range_min", "range_max", "ll", "l", "h", "hh", "deadband", "on_delay_s", "off_delay_s",
-                  "sample_period_s")
+NUMERIC_FIELDS = (
+    "range_min",
+    "range_max",
+    "ll",
+    "l",
+    "h",
+    "hh",
+    "deadband",
+    "on_delay_s",
+    "off_delay_s",
+    "sample_period_s",
+)
 
 
-def _parse_row(number: int, record: dict[str, str], areas: dict[str, Area],
-               equipment: dict[str, Equipment]) -> tuple[dict[str, Any], list[RowError]]:
+def _parse_row(
+    number: int, record: dict[str, str], areas: dict[str, Area], equipment: dict[str, Equipment]
+) -> tuple[dict[str, Any], list[RowError]]:
     errors: list[RowError] = []
-    values: dict[str, Any] = {"name": record.get("name", ""), "kind": _kind_code(record.get("kind", "")),
-                              "unit": record.get("unit", "")}
+    values: dict[str, Any] = {
+        "name": record.get("name", ""),
+        "kind": _kind_code(record.get("kind", "")),
+        "unit": record.get("unit", ""),
+    }
     for field in NUMERIC_FIELDS:
         if field not in record:
             continue
@@ -180,7 +194,15 @@ def import_sensors(db: Session, *, actor: User, content: bytes, filename: str) -
         for key, value in values.items():
             setattr(sensor, key, value)
         db.flush()
-        audit.record(db, actor=actor, action="sensors.import", target_type="sensors", target_id=sensor.id,
-                     before=before, after=audit.snapshot(sensor), note=filename)
+        audit.record(
+            db,
+            actor=actor,
+            action="sensors.import",
+            target_type="sensors",
+            target_id=sensor.id,
+            before=before,
+            after=audit.snapshot(sensor),
+            note=filename,
+        )
     db.commit()
     return ImportReport(created=created, updated=updated, tags=[t for t, _ in parsed])

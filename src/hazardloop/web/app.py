@@ -42,8 +42,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _unparseable(_: Request, exc: RequestValidationError) -> JSONResponse:
         # The echoed input is left out: it may hold NaN/Infinity (not valid JSON) or a large hostile body.
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         return _error(422, errors)
 
     @app.exception_handler(ImportRejected)
@@ -55,8 +56,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.resolved_database_url)
-    app = FastAPI(title="HazardLoop", version=__version__, docs_url="/docs",
-                  description="AI-assisted industrial production safety: hazards, sensors, alarms.")
+    app = FastAPI(
+        title="HazardLoop",
+        version=__version__,
+        docs_url="/docs",
+        description="AI-assisted industrial production safety: hazards, sensors, alarms.",
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)

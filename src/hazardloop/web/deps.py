@@ -75,6 +75,11 @@ Actor = Annotated[User, Depends(current_user)]
 def set_session_cookie(request: Request, response, token: str) -> None:  # noqa: ANN001 - any Starlette response
     settings = request.app.state.settings
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=settings.session_hours * 3600, httponly=True,
-        secure=settings.cookie_secure, samesite="lax", path="/",
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_hours * 3600,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="lax",
+        path="/",
     )

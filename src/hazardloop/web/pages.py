@@ -60,14 +60,19 @@ def login_page(request: Request, user: MaybeUser, next: str | None = None) -> Re
 
 
 @router.post("/login")
-def login_submit(request: Request, db: Db, username: Annotated[str, Form(max_length=64)],
-                 password: Annotated[str, Form(max_length=256)],
-                 next: Annotated[str, Form()] = "/plant") -> Response:  # noqa: A002
+def login_submit(
+    request: Request,
+    db: Db,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=256)],
+    next: Annotated[str, Form()] = "/plant",
+) -> Response:  # noqa: A002
     user = auth_service.authenticate(db, username=username, password=password)
     if user is None:
         return render(request, "login.html", None, status_code=401, next=_safe_next(next), failed=True)
-    token = auth_service.open_session(db, user=user, hours=request.app.state.settings.session_hours,
-                                      user_agent=request.headers.get("user-agent"))
+    token = auth_service.open_session(
+        db, user=user, hours=request.app.state.settings.session_hours, user_agent=request.headers.get("user-agent")
+    )
     response = RedirectResponse(_safe_next(next), status_code=303)
     set_session_cookie(request, response, token)
     return response
@@ -102,12 +107,29 @@ def _site_plan(db: Db, user: User) -> list[dict[str, Any]]:
     sites = []
     for site in plant.list_sites(db, actor=user):
         site_areas = [
-            {"id": a.id, "code": a.code, "name_zh": a.name_zh, "name_en": a.name_en, "grade": a.risk_grade,
-             "polygon": a.polygon, "sensors": per_area.get(a.id, 0)}
-            for a in areas if a.site_id == site.id
+            {
+                "id": a.id,
+                "code": a.code,
+                "name_zh": a.name_zh,
+                "name_en": a.name_en,
+                "grade": a.risk_grade,
+                "polygon": a.polygon,
+                "sensors": per_area.get(a.id, 0),
+            }
+            for a in areas
+            if a.site_id == site.id
         ]
-        sites.append({"id": site.id, "code": site.code, "name_zh": site.name_zh, "name_en": site.name_en,
-                      "width": site.plan_width, "height": site.plan_height, "areas": site_areas})
+        sites.append(
+            {
+                "id": site.id,
+                "code": site.code,
+                "name_zh": site.name_zh,
+                "name_en": site.name_en,
+                "width": site.plan_width,
+                "height": site.plan_height,
+                "areas": site_areas,
+            }
+        )
     return sites
 
 
@@ -127,5 +149,6 @@ def area_sensors_partial(request: Request, area_id: int, user: MaybeUser, db: Db
     area = plant.get_area(db, actor=user, area_id=area_id)
     equipment = {e.id: e for e in plant.list_equipment(db, actor=user, area_id=area_id)}
     sensors = plant.list_sensors(db, actor=user, area_id=area_id)
-    return render(request, "_area_sensors.html", user, area=area, sensors=sensors, equipment=equipment,
-                  kinds=sensor_kinds())
+    return render(
+        request, "_area_sensors.html", user, area=area, sensors=sensors, equipment=equipment, kinds=sensor_kinds()
+    )
