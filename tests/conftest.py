@@ -21,6 +21,20 @@ BENCH_DATA = Path(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """Tests create hundreds of users; argon2's production cost (tens of ms each) would dominate the run.
+    Stored hashes carry their own parameters, so verification is unchanged."""
+    from argon2 import PasswordHasher
+
+    from hazardloop.auth import passwords
+
+    production = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    passwords._hasher = production
+
+
 @pytest.fixture(scope="session")
 def bench_data() -> Path:
     return BENCH_DATA.resolve()
@@ -71,7 +85,8 @@ def db(engine) -> Iterator[Session]:  # noqa: ANN001
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "var", database_url=database_url, secret_key="test-secret")
+    return Settings(data_dir=tmp_path / "var", database_url=database_url, secret_key="test-secret",
+                    scheduler_enabled=False)
 
 
 @pytest.fixture

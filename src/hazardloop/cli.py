@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hazardloop.config import get_settings
+from hazardloop.text.cli import text_app
 
 app = typer.Typer(
     help="HazardLoop: AI-assisted industrial production safety.",
@@ -22,6 +23,7 @@ user_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(user_app, name="user")
+app.add_typer(text_app, name="text")
 console = Console()
 
 

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
         description="Mark the session cookie Secure (serve over HTTPS). Off by default for http://127.0.0.1.",
     )
     max_upload_bytes: int = 10 * 1024 * 1024
+    scheduler_enabled: bool = Field(default=True, description="Run deadline reminders/escalation in-process.")
+    scheduler_interval_minutes: int = Field(default=10, ge=1, le=1440)
 
     @classmethod
     def settings_customise_sources(

@@ -25,6 +25,7 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_machine: Mapped[bool] = mapped_column(Boolean, default=False)
     department: Mapped[str | None] = mapped_column(String(128))
+    is_department_head: Mapped[bool] = mapped_column(Boolean, default=False)  # 责任部门负责人, for escalation
     email: Mapped[str | None] = mapped_column(String(255))
     mobile: Mapped[str | None] = mapped_column(String(32))
     wecom_userid: Mapped[str | None] = mapped_column(String(64))
@@ -130,6 +131,7 @@ class UserCreate(BaseModel):
     area_ids: list[int] = []
     is_machine: bool = False
     department: str | None = Field(default=None, max_length=128)
+    is_department_head: bool = False
     email: EmailStr | None = None
     mobile: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9\- ]{5,32}$")
     wecom_userid: str | None = Field(default=None, max_length=64)
@@ -146,6 +148,7 @@ class UserUpdate(BaseModel):
     area_ids: list[int] | None = None
     is_active: bool | None = None
     department: str | None = Field(default=None, max_length=128)
+    is_department_head: bool | None = None
     email: EmailStr | None = None
     mobile: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9\- ]{5,32}$")
     wecom_userid: str | None = Field(default=None, max_length=64)
@@ -164,6 +167,7 @@ class UserRead(BaseModel):
     is_active: bool
     is_machine: bool
     department: str | None
+    is_department_head: bool
     email: str | None
     mobile: str | None
 

@@ -68,6 +68,7 @@ def create_user(db: Session, *, actor: User | None, data: UserCreate) -> User:
         all_areas=data.all_areas,
         is_machine=data.is_machine,
         department=data.department,
+        is_department_head=data.is_department_head,
         email=data.email,
         mobile=data.mobile,
         wecom_userid=data.wecom_userid,

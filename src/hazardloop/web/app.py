@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from hazardloop.auth.authz import OutOfScope, PermissionDenied
 from hazardloop.config import Settings, get_settings
 from hazardloop.db import make_engine, make_session_factory
 from hazardloop.errors import Conflict, ImportRejected, InvalidInput, NotFound
+from hazardloop.hazards.workflow import TransitionRefused
 
 
 def _error(status: int, detail: object) -> JSONResponse:
@@ -39,6 +41,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
         return _error(422, [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}])
 
+    @app.exception_handler(TransitionRefused)
+    async def _refused(_: Request, exc: TransitionRefused) -> JSONResponse:
+        return _error(409, exc.detail())
+
     @app.exception_handler(RequestValidationError)
     async def _unparseable(_: Request, exc: RequestValidationError) -> JSONResponse:
         # The echoed input is left out: it may hold NaN/Infinity (not valid JSON) or a large hostile body.
@@ -56,7 +62,22 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(application: FastAPI):  # noqa: ANN202
+        scheduler = None
+        if settings.scheduler_enabled:
+            from hazardloop.hazards.flows import start_scheduler
+
+            scheduler = start_scheduler(
+                application.state.session_factory, interval_minutes=settings.scheduler_interval_minutes
+            )
+        yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="HazardLoop",
         version=__version__,
         docs_url="/docs",
@@ -68,11 +89,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
 
     from hazardloop.auth.views import router as auth_router
+    from hazardloop.hazards.attachment_views import router as attachment_router
+    from hazardloop.hazards.views import router as hazards_router
     from hazardloop.plant.views import router as plant_router
     from hazardloop.web.pages import router as pages_router
 
     app.include_router(auth_router)
     app.include_router(plant_router)
+    app.include_router(hazards_router)
+    app.include_router(attachment_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=str(resources.files("hazardloop.web") / "static")), name="static")
 
