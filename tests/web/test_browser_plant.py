@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def demo_world(db, tmp_path: Path) -> None:  # noqa: ANN001
-    build_demo(db, data_dir=tmp_path, seed=1, days=1)
+    build_demo(db, data_dir=tmp_path, seed=1, days=1, hazards_per_day=0.1)
 
 
 def _login(page, base: str, username: str) -> None:  # noqa: ANN001

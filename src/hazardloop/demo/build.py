@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from hazardloop.auth import service as auth_service
 from hazardloop.auth.models import User, UserCreate
 from hazardloop.auth.roles import Role
+from hazardloop.demo.hazards_year import build_hazard_year
 from hazardloop.demo.signals import simulate
 from hazardloop.demo.spec import PlantSpec, load_plant_spec
 from hazardloop.errors import Conflict
@@ -36,6 +37,7 @@ class DemoPerson:
     role: Role
     department: str
     areas: tuple[str, ...] | None  # None = all areas
+    head: bool = False  # 部门负责人: receives the second escalation step
 
 
 DEMO_PEOPLE = (
@@ -45,6 +47,10 @@ DEMO_PEOPLE = (
     DemoPerson("rectifier", "张维修 Zhang (rectifier)", Role.RECTIFIER, "设备维修车间", ("TANK", "LOAD")),
     DemoPerson("operator", "赵中控 Zhao (operator)", Role.OPERATOR, "生产运行部", None),
     DemoPerson("viewer", "陈访客 Chen (viewer)", Role.VIEWER, "综合办公室", ("BOIL", "UTIL")),
+    DemoPerson("officer2", "周安全 Zhou (safety officer)", Role.SAFETY_OFFICER, "安全环保部", ("LOAD", "BOIL", "UTIL")),
+    DemoPerson("rectifier2", "吴工 Wu (rectifier)", Role.RECTIFIER, "设备维修车间", ("REACT", "WH")),
+    DemoPerson("rectifier3", "郑工 Zheng (rectifier)", Role.RECTIFIER, "设备维修车间", ("BOIL", "UTIL")),
+    DemoPerson("head", "孙主任 Sun (head of maintenance)", Role.RECTIFIER, "设备维修车间", None, head=True),
 )
 
 
@@ -142,6 +148,7 @@ def _build_people(db: Session, admin: User) -> None:
                 role=person.role,
                 password=DEMO_PASSWORD,
                 department=person.department,
+                is_department_head=person.head,
                 all_areas=person.areas is None,
                 area_ids=area_ids,
             ),
@@ -149,7 +156,14 @@ def _build_people(db: Session, admin: User) -> None:
 
 
 def build_demo(
-    db: Session, *, data_dir: Path, seed: int = 7, days: int = 7, console: Console | None = None
+    db: Session,
+    *,
+    data_dir: Path,
+    seed: int = 7,
+    days: int = 7,
+    hazards_per_day: float = 2.0,
+    today: dt.datetime | None = None,
+    console: Console | None = None,
 ) -> DemoResult:
     """Build the plant once (a second run keeps the database and refreshes the history files)."""
     console = console or Console(quiet=True)
@@ -170,6 +184,20 @@ def build_demo(
         with console.status("building the plant model / 正在建立装置模型"):
             _build_plant(db, admin, spec)
             _build_people(db, admin)
+        # the year ends at today's midnight (UTC): deterministic for a seed and a build date
+        today = today or dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with console.status("simulating a year of hazards / 正在生成一年的隐患台账"):
+            people = {u.username: u for u in auth_service.list_users(db, actor=admin)}
+            reported = build_hazard_year(
+                db,
+                people=people,
+                areas=plant.list_areas(db, actor=admin),
+                data_dir=data_dir,
+                today=today,
+                seed=seed,
+                per_day=hazards_per_day,
+            )
+        console.print(f"[green]a year of hazards: {reported} reported[/]")
         console.print(
             f"[green]demo plant built: {len(spec.areas)} areas, {len(spec.equipment)} equipment, "
             f"{len(spec.sensors)} sensors, {len(DEMO_PEOPLE)} people[/]"
