@@ -140,6 +140,8 @@ def inspect_image(content: bytes, kind: FileKind, *, max_pixels: int = MAX_PIXEL
             if image.getexif().get(ORIENTATION_TAG) in _SWAPPING_ORIENTATIONS:
                 width, height = height, width
             return ImageFacts(width=width, height=height, thumbnail=_thumbnail(image))
+    except InvalidInput:
+        raise  # our own pixel limit; InvalidInput is a ValueError, which the decoder clause below would re-wrap
     except Image.DecompressionBombError as exc:
         raise InvalidInput("file", f"the image is too large to process safely ({exc})") from exc
     except _DECODE_ERRORS as exc:
@@ -357,7 +359,9 @@ def open_attachment(
         return original, attachment.content_type, attachment.filename
     path = thumbnail_path(data_dir, attachment.sha256)
     if not path.exists():
-        kind = next(k for k in KINDS if k.content_type == attachment.content_type)
+        kind = next((k for k in KINDS if k.content_type == attachment.content_type), None)
+        if kind is None or kind.pillow_format is None:
+            raise NotFound(f"attachment {attachment_id} has no thumbnail")
         _write_atomically(path, inspect_image(original.read_bytes(), kind).thumbnail)
     stem = attachment.filename.rpartition(".")[0] or attachment.filename
     return path, "image/jpeg", f"{stem}.thumbnail.jpg"
