@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from hazardloop.auth import authz
 from hazardloop.auth.models import User
 from hazardloop.db import utcnow
-from hazardloop.hazards import service, workflow
+from hazardloop.hazards import intelligence, service, workflow
 from hazardloop.hazards.models import (
     Hazard,
     HazardCreate,
@@ -83,8 +84,37 @@ def list_hazards(
 
 
 @router.post("", response_model=HazardRead, status_code=201)
-def report_hazard(body: HazardCreate, actor: Actor, db: Db) -> HazardRead:
-    return read(service.create(db, actor=actor, data=body), actor)
+def report_hazard(body: HazardCreate, request: Request, actor: Actor, db: Db) -> HazardRead:
+    """Report a hazard; the AI suggestion for its text is stored beside it, to be confirmed or changed by a person."""
+    ai = intelligence.suggest_for(body.description, data_dir=request.app.state.settings.data_dir).as_ai_fields()
+    return read(service.create(db, actor=actor, data=body, ai=ai), actor)
+
+
+class SuggestRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+@router.post("/suggest", response_model=intelligence.HazardSuggestion)
+def suggest(body: SuggestRequest, request: Request, actor: Actor) -> intelligence.HazardSuggestion:
+    """AI suggestion for a report as typed: category, GB 6441 accident type, level, each with its reason."""
+    authz.require(actor, "hazard.read")
+    return intelligence.suggest_for(body.text, data_dir=request.app.state.settings.data_dir)
+
+
+@router.get("/patterns", response_model=list[intelligence.Pattern])
+def patterns(
+    actor: Actor, db: Db, days: int = Query(365, ge=7, le=3650), min_size: int = Query(3, ge=2, le=100)
+) -> list[intelligence.Pattern]:
+    """Recurring hazards (similar text, same area) as named clusters, for the cockpit."""
+    return intelligence.recurring_patterns(db, actor=actor, days=days, min_size=min_size)
+
+
+@router.get("/suggestion-accuracy")
+def suggestion_accuracy(
+    actor: Actor, db: Db, field: str = Query("category", pattern="^(category|accident_type|level)$")
+) -> list[dict]:
+    """Share of AI suggestions people kept, month by month and per model version."""
+    return intelligence.suggestion_accuracy(db, actor=actor, field=field)
 
 
 @router.get("/{hazard_id}", response_model=HazardRead)
