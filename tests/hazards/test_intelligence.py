@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from world import World
 
 from hazardloop.auth.roles import Role
