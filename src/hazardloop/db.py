@@ -107,7 +107,8 @@ def _alembic_config(url: str):  # noqa: ANN202 - alembic is imported lazily to k
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Migrate to the latest schema; "heads" also applies domains whose revisions branch from a common base."""
     from alembic import command
 
     engine = make_engine(url)  # creates the SQLite folder and sets WAL before Alembic connects
@@ -126,7 +127,9 @@ def current_revision(url: str) -> str | None:
 
     engine = make_engine(url)
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    engine.dispose()
+    return ",".join(sorted(heads)) or None
 
 
 # Every domain that owns tables is listed here, so Alembic (and tests) see the whole schema.
