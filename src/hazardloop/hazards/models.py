@@ -107,12 +107,12 @@ class Hazard(Base):
     fast_path: Mapped[bool] = mapped_column(Boolean, default=False)  # 立查立改
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     rejected_reason: Mapped[str | None] = mapped_column(Text)
-    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("hazards.id", ondelete="SET NULL"))
-    possible_duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("hazards.id", ondelete="SET NULL"))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("hazards.id", ondelete="SET NULL"), index=True)
+    possible_duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("hazards.id", ondelete="SET NULL"), index=True)
     # 复盘 (post-close review)
     root_cause: Mapped[str | None] = mapped_column(Text)
     lessons: Mapped[str | None] = mapped_column(Text)
-    repeat_of_id: Mapped[int | None] = mapped_column(ForeignKey("hazards.id", ondelete="SET NULL"))
+    repeat_of_id: Mapped[int | None] = mapped_column(ForeignKey("hazards.id", ondelete="SET NULL"), index=True)
     # AI fields: what a model suggested, and what the human finally confirmed
     ai_model: Mapped[str | None] = mapped_column(String(64))
     ai_model_version: Mapped[str | None] = mapped_column(String(32))

@@ -90,12 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from hazardloop.auth.views import router as auth_router
     from hazardloop.hazards.attachment_views import router as attachment_router
+    from hazardloop.hazards.ledger_views import router as ledger_router
     from hazardloop.hazards.views import router as hazards_router
     from hazardloop.plant.views import router as plant_router
     from hazardloop.web.pages import router as pages_router
 
     app.include_router(auth_router)
     app.include_router(plant_router)
+    app.include_router(ledger_router)
     app.include_router(hazards_router)
     app.include_router(attachment_router)
     app.include_router(pages_router)
