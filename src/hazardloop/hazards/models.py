@@ -108,7 +108,9 @@ class Hazard(Base):
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     rejected_reason: Mapped[str | None] = mapped_column(Text)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("hazards.id", ondelete="SET NULL"), index=True)
-    possible_duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("hazards.id", ondelete="SET NULL"), index=True)
+    possible_duplicate_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hazards.id", ondelete="SET NULL"), index=True
+    )
     # 复盘 (post-close review)
     root_cause: Mapped[str | None] = mapped_column(Text)
     lessons: Mapped[str | None] = mapped_column(Text)
