@@ -1,0 +1,68 @@
+import numpy as np
+
+from hazardloop.detect.table import TableDetector
+
+NAMES = ["FIC-201", "TI-205", "PI-300", "LI-400"]
+
+
+def fitted(correlated, n_train=600):
+    train = correlated(n_train)
+    return TableDetector(NAMES).fit(train, np.arange(n_train, dtype=float)), train
+
+
+def run(det, train, test):
+    x = np.vstack([train, test])
+    return det.detect(x, np.arange(len(x), dtype=float)), len(train)
+
+
+def test_normal_data_raises_few_alarms(correlated):
+    det, train = fitted(correlated)
+    res, k = run(det, train, correlated(2000))
+    assert res.is_anomaly[k:].mean() < 0.05
+
+
+def test_broken_correlation_is_found_and_explained(correlated):
+    det, train = fitted(correlated)
+    test = correlated(400)
+    test[200:, 1] = 50 + (test[200:, 1] - 50) * -1.0
+    res, k = run(det, train, test)
+    assert res.is_anomaly[k + 210 :].mean() > 0.8 and res.is_anomaly[k : k + 200].mean() < 0.1
+    assert any("TI-205" in r for r in res.reason[k + 210 :])
+
+
+def test_slow_ramp_is_found_before_it_is_far_out(correlated):
+    det, train = fitted(correlated)
+    test = correlated(600)
+    test[100:, 2] += np.linspace(0, 3, 500)  # reaches one training sigma of PI-300 around row 400
+    res, k = run(det, train, test)
+    first = int(np.argmax(res.is_anomaly[k + 100 :]))
+    assert res.is_anomaly[k + 100 :].any() and first < 350
+
+
+def test_stuck_sensor_is_a_sensor_fault_and_does_not_poison_the_process_score(correlated):
+    det, train = fitted(correlated)
+    test = correlated(400)
+    test[100:, 3] = test[100, 3]
+    res, k = run(det, train, test)
+    labels = res.fault_labels(3)
+    assert all("stuck" in lab for lab in labels[k + 120 :]) and not any(labels[k : k + 100])
+    assert res.components["spe"][k + 130 :].mean() < 1.0  # the process looks normal without LI-400
+    assert "LI-400 stuck" in res.reason[k + 150]
+
+
+def test_spike_is_flagged_on_the_row_it_happens(correlated):
+    det, train = fitted(correlated)
+    test = correlated(100)
+    test[50, 0] += 40
+    res, k = run(det, train, test)
+    assert "spike" in res.fault_labels(0)[k + 50] and res.is_anomaly[k + 50]
+
+
+def test_result_for_a_row_does_not_depend_on_later_rows(correlated):
+    det, train = fitted(correlated)
+    test = correlated(300)
+    test[150:, 0] += 3
+    full, k = run(det, train, test)
+    cut, _ = run(det, train, test[:200])
+    assert np.allclose(full.score[: k + 200], cut.score)
+    assert np.array_equal(full.is_anomaly[: k + 200], cut.is_anomaly)
