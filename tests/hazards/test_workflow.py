@@ -246,3 +246,15 @@ def test_bad_reports_are_refused_with_the_field(client, world: World) -> None:
                          "found_at")):
         r = client.post("/api/v1/hazards", json=body, headers=world.auth(OFFICER))
         assert r.status_code == 422 and field in r.text
+
+
+def test_times_without_a_zone_are_refused_naming_the_field(client, world: World) -> None:
+    r = client.post("/api/v1/hazards", json={"area_id": world.area_a, "description": "配电箱未接地",
+                                              "found_at": "2026-05-01T08:00:00"}, headers=world.auth(OFFICER))
+    assert r.status_code == 422 and "found_at" in r.text
+
+
+def test_list_filter_dates_need_a_zone(client, world: World) -> None:
+    ok = client.get("/api/v1/hazards", params={"found_from": "2026-01-01T00:00:00+08:00"}, headers=world.auth(OFFICER))
+    bad = client.get("/api/v1/hazards", params={"found_from": "2026-01-01"}, headers=world.auth(OFFICER))
+    assert ok.status_code == 200 and bad.status_code == 422 and "found_from" in bad.text

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -226,7 +226,7 @@ class HazardCreate(_Strict):
     equipment_id: int | None = None
     source: HazardSource = HazardSource.REPORT
     source_ref: str | None = Field(default=None, max_length=128)
-    found_at: dt.datetime | None = None
+    found_at: AwareDatetime | None = None  # with its zone: a plant clock without one is ambiguous
     submit: bool = Field(default=True, description="REPORTED at once; false keeps a DRAFT")
     category: str | None = Field(default=None, max_length=32)
     level: str | None = Field(default=None, max_length=16)
@@ -246,7 +246,7 @@ class TransitionRequest(_Strict):
     responsible_department: str | None = Field(default=None, max_length=128)
     measures: str | None = Field(default=None, max_length=4000)
     interim_measures: str | None = Field(default=None, max_length=4000)
-    deadline: dt.datetime | None = None
+    deadline: AwareDatetime | None = None
     funds_budget: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     funds_actual: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     treatment_plan: dict[str, str] | None = None

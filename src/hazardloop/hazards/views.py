@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from hazardloop.auth import authz
 from hazardloop.auth.models import User
@@ -53,8 +53,8 @@ def hazard_filter(
     overdue: bool | None = None,
     open_only: bool = False,
     q: Annotated[str | None, Query(max_length=200)] = None,
-    found_from: dt.datetime | None = None,
-    found_to: dt.datetime | None = None,
+    found_from: AwareDatetime | None = None,
+    found_to: AwareDatetime | None = None,
 ) -> service.HazardFilter:
     return service.HazardFilter(
         area_id=area_id,
