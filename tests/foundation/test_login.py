@@ -80,3 +80,9 @@ def test_i18n_catalogues_have_the_same_keys() -> None:
     from hazardloop.web.i18n import catalogue
 
     assert catalogue("zh-CN").keys() == catalogue("en").keys()
+
+
+def test_ids_beyond_the_database_range_are_refused_not_crashed(client, world: World) -> None:
+    admin = world.auth(Role.ADMIN)
+    assert client.get("/api/v1/plant/sensors/32129629967730070132757784496709828608", headers=admin).status_code == 422
+    assert client.get("/api/v1/audit", params={"before_seq": 2**80}, headers=admin).status_code == 422
