@@ -133,7 +133,12 @@ def current_revision(url: str) -> str | None:
 
 
 # Every domain that owns tables is listed here, so Alembic (and tests) see the whole schema.
-MODEL_MODULES = ("hazardloop.plant.models", "hazardloop.auth.models", "hazardloop.hazards.models")
+MODEL_MODULES = (
+    "hazardloop.plant.models",
+    "hazardloop.auth.models",
+    "hazardloop.hazards.models",
+    "hazardloop.notify.models",
+)
 
 
 def load_models() -> MetaData:

@@ -42,6 +42,17 @@ def list_users(db: Session, *, actor: User) -> list[User]:
     return list(db.scalars(select(User).order_by(User.username)))
 
 
+def users_for(db: Session, *, roles: list[str], area_id: int | None) -> list[User]:
+    """Active people with one of `roles` who cover `area_id` (all-area users and admins cover every area).
+
+    A read for notify/ to resolve recipients; no actor, because it is the system deciding whom to tell.
+    area_id=None asks for everyone with the roles.
+    """
+    query = select(User).where(User.role.in_(roles), User.is_active.is_(True), User.is_machine.is_(False))
+    users = db.scalars(query.order_by(User.id)).all()
+    return [u for u in users if area_id is None or authz.can_see_area(u, area_id)]
+
+
 def _check_area_ids(db: Session, area_ids: list[int]) -> None:
     from hazardloop.plant.models import Area  # plant owns areas; only their ids are checked here
 

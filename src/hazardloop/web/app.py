@@ -76,9 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.scheduler_enabled:
             from hazardloop.hazards.flows import start_scheduler
 
+            from hazardloop.notify.flows import start_scheduler as add_notify_job
+
             scheduler = start_scheduler(
                 application.state.session_factory, interval_minutes=settings.scheduler_interval_minutes
             )
+            add_notify_job(application.state.session_factory, scheduler=scheduler)
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from hazardloop.hazards.attachment_views import router as attachment_router
     from hazardloop.hazards.ledger_views import router as ledger_router
     from hazardloop.hazards.views import router as hazards_router
+    from hazardloop.notify.views import router as notify_router
     from hazardloop.plant.views import router as plant_router
     from hazardloop.web.pages import router as pages_router
 
@@ -107,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(hazards_router)
     app.include_router(attachment_router)
+    app.include_router(notify_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=str(resources.files("hazardloop.web") / "static")), name="static")
 
