@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from notify_servers import WEBHOOK_SECRET, RobotServer
 from sqlalchemy import select
 from world import World
 
-from conftest import WEBHOOK_SECRET, RobotServer
 from hazardloop.auth.roles import Role
 from hazardloop.hazards.models import HazardState, PendingNotification
 from hazardloop.notify import service

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from notify_servers import DINGTALK_SECRET, FEISHU_SECRET, WEBHOOK_SECRET, Mailbox, RobotServer
 
-from conftest import DINGTALK_SECRET, FEISHU_SECRET, WEBHOOK_SECRET, Mailbox, RobotServer
 from hazardloop.notify.channels import dingtalk, email, feishu, webhook, wecom
 from hazardloop.notify.channels.base import Message, Recipient, Result, Transport, truncate_utf8
 

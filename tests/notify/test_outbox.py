@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from notify_servers import RobotServer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from world import World
 
-from conftest import RobotServer
 from hazardloop.auth.roles import Role
 from hazardloop.notify import outbox, service
 from hazardloop.notify.channels.base import Transport
