@@ -138,6 +138,7 @@ MODEL_MODULES = (
     "hazardloop.auth.models",
     "hazardloop.hazards.models",
     "hazardloop.notify.models",
+    "hazardloop.alarms.models",
 )
 
 

@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
 
     from hazardloop.auth.views import router as auth_router
+    from hazardloop.alarms.views import router as alarms_router
     from hazardloop.hazards.attachment_views import router as attachment_router
     from hazardloop.hazards.ledger_views import router as ledger_router
     from hazardloop.hazards.views import router as hazards_router
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hazards_router)
     app.include_router(attachment_router)
     app.include_router(notify_router)
+    app.include_router(alarms_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=str(resources.files("hazardloop.web") / "static")), name="static")
 

@@ -1,0 +1,98 @@
+"""HTTP routes of the alarm console: validation and HTTP only, each calls one service function."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from hazardloop.alarms import service
+from hazardloop.alarms.models import (
+    AcknowledgeRequest,
+    Alarm,
+    AlarmDetail,
+    AlarmEventRead,
+    AlarmRead,
+    ChartWindow,
+    Severity,
+    ShelveRequest,
+    VerdictRequest,
+)
+from hazardloop.web.deps import Actor, Db
+
+router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
+
+
+class AlarmPage(BaseModel):
+    total: int
+    items: list[AlarmRead]
+
+
+class HazardLink(BaseModel):
+    alarm: AlarmRead
+    hazard_id: int
+
+
+def alarm_filter(
+    active: bool | None = None,
+    acknowledged: bool | None = None,
+    area_id: int | None = None,
+    severity: Severity | None = None,
+    sensor_id: int | None = None,
+    type: Annotated[str | None, Query(max_length=48)] = None,
+    shelved: bool | None = None,
+) -> service.AlarmFilter:
+    return service.AlarmFilter(active=active, acknowledged=acknowledged, area_id=area_id, severity=severity,
+                               sensor_id=sensor_id, type=type, shelved=shelved)
+
+
+Filters = Annotated[service.AlarmFilter, Depends(alarm_filter)]
+
+
+def _read(alarm: Alarm) -> AlarmRead:
+    return AlarmRead.model_validate(alarm)
+
+
+@router.get("", response_model=AlarmPage)
+def list_alarms(actor: Actor, db: Db, filters: Filters, limit: int = Query(50, ge=1, le=500),
+                offset: int = Query(0, ge=0)) -> AlarmPage:
+    """The console list: active first, then newest; ``acknowledged=false`` is the unacknowledged queue."""
+    rows, total = service.list_for_user(db, actor=actor, filters=filters, limit=limit, offset=offset)
+    return AlarmPage(total=total, items=[_read(a) for a in rows])
+
+
+@router.get("/{alarm_id}", response_model=AlarmDetail)
+def get_alarm(alarm_id: int, actor: Actor, db: Db) -> AlarmDetail:
+    alarm = service.get(db, actor=actor, alarm_id=alarm_id)
+    events = [AlarmEventRead.model_validate(e) for e in service.timeline(db, actor=actor, alarm_id=alarm_id)]
+    return AlarmDetail(**_read(alarm).model_dump(), events=events)
+
+
+@router.post("/{alarm_id}/acknowledge", response_model=AlarmRead)
+def acknowledge(alarm_id: int, body: AcknowledgeRequest, actor: Actor, db: Db) -> AlarmRead:
+    return _read(service.acknowledge(db, actor=actor, alarm_id=alarm_id, note=body.note))
+
+
+@router.post("/{alarm_id}/verdict", response_model=AlarmRead)
+def verdict(alarm_id: int, body: VerdictRequest, actor: Actor, db: Db) -> AlarmRead:
+    return _read(service.give_verdict(db, actor=actor, alarm_id=alarm_id, verdict=body.verdict,
+                                      comment=body.comment))
+
+
+@router.post("/{alarm_id}/shelve", response_model=AlarmRead)
+def shelve(alarm_id: int, body: ShelveRequest, actor: Actor, db: Db) -> AlarmRead:
+    return _read(service.shelve(db, actor=actor, alarm_id=alarm_id, until=body.until, reason=body.reason))
+
+
+@router.post("/{alarm_id}/unshelve", response_model=AlarmRead)
+def unshelve(alarm_id: int, actor: Actor, db: Db) -> AlarmRead:
+    return _read(service.unshelve(db, actor=actor, alarm_id=alarm_id))
+
+
+@router.post("/{alarm_id}/to-hazard", response_model=HazardLink, status_code=201)
+def to_hazard(alarm_id: int, actor: Actor, db: Db, body: ChartWindow | None = None) -> HazardLink:
+    """Turn the alarm into a hazard DRAFT with the chart around it (the readings the console shows) as evidence."""
+    hazard_id = service.to_hazard_draft(db, actor=actor, alarm_id=alarm_id, evidence=body)
+    alarm = service.get(db, actor=actor, alarm_id=alarm_id)
+    return HazardLink(alarm=_read(alarm), hazard_id=hazard_id)
