@@ -98,13 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     _install_error_handlers(app)
 
-    from hazardloop.auth.views import router as auth_router
     from hazardloop.alarms.views import router as alarms_router
+    from hazardloop.auth.views import router as auth_router
     from hazardloop.hazards.attachment_views import router as attachment_router
     from hazardloop.hazards.ledger_views import router as ledger_router
     from hazardloop.hazards.views import router as hazards_router
     from hazardloop.notify.views import router as notify_router
     from hazardloop.plant.views import router as plant_router
+    from hazardloop.web.hazard_pages import router as hazard_pages_router
     from hazardloop.web.pages import router as pages_router
 
     app.include_router(auth_router)
@@ -112,8 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(hazards_router)
     app.include_router(attachment_router)
-    app.include_router(notify_router)
     app.include_router(alarms_router)
+    app.include_router(notify_router)
+    app.include_router(hazard_pages_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=str(resources.files("hazardloop.web") / "static")), name="static")
 

@@ -1,0 +1,675 @@
+"""Hazard screens: the register as a filterable list, one hazard with the moves open to the viewer,
+and the quick report form an inspector fills in on a phone.
+
+The pages call the same services as the API (hazards.service, workflow, attachments), so area
+scopes and the workflow's role rules hold here exactly as there. This module only turns forms
+into service calls and service errors into messages a person can act on, next to the form
+that caused them. Which fields a move's form shows follows from the guards of its rule in
+workflow.toml, so an enterprise that edits its workflow gets matching forms without code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from hazardloop.auth import authz
+from hazardloop.auth.authz import OutOfScope, PermissionDenied
+from hazardloop.auth.models import User
+from hazardloop.db import utcnow
+from hazardloop.errors import InvalidInput, NotFound
+from hazardloop.hazards import attachments, intelligence, service, workflow
+from hazardloop.hazards.ledger import BEIJING
+from hazardloop.hazards.models import (
+    DEADLINE_STATES,
+    AttachmentPhase,
+    Hazard,
+    HazardCreate,
+    HazardSource,
+    HazardState,
+    TransitionRequest,
+)
+from hazardloop.hazards.reference import accident_types, categories, legal_level, policy
+from hazardloop.plant import service as plant
+from hazardloop.text.suggest import suggest as raw_suggest
+from hazardloop.web.deps import Db
+from hazardloop.web.pages import MaybeUser, _language, render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 25
+# Plants in China work on Beijing time; times are stored in UTC and shown (and entered) in UTC+8.
+DISPLAY_TZ = BEIJING
+MIN_SUGGEST_CHARS = 4  # fewer characters than this match nothing useful; don't flash an empty box
+
+# Form sections a rule's guards call for (workflow.py GUARDS). Guards that only look at the actor
+# or at stored data (major_needs_manager, has_description) need nothing from the form.
+GUARD_FIELDS: dict[str, tuple[str, ...]] = {
+    "has_level": ("grading",),
+    "has_category": ("grading",),
+    "has_accident_type": ("grading",),
+    "is_general": ("grading",),
+    "major_has_basis": ("grading", "basis"),
+    "has_before_photo": ("photo:before",),
+    "has_after_photo": ("photo:after",),
+    "major_has_acceptance_report": ("photo:acceptance",),
+    "has_responsible_person": ("assignee",),
+    "has_measures": ("measures",),
+    "has_treatment_plan": ("plan",),
+    "has_five_implementations": ("five",),
+    "has_note": ("note_required",),
+    "has_reason_or_duplicate": ("reason",),
+    "has_later_deadline": ("new_deadline",),
+    "has_interim_measures": ("interim",),
+    "has_decision": ("decision",),
+}
+EVENT_KINDS = ("attachment", "comment", "escalation", "evidence", "import", "reminder", "transition")
+TEXT_FIELDS = (
+    "level",
+    "category",
+    "accident_type",
+    "judgement_basis",
+    "responsible_department",
+    "measures",
+    "interim_measures",
+)
+
+
+# ---------------------------------------------------------------- small shared pieces
+
+
+def local_time(value: dt.datetime | None, with_time: bool = True) -> str:
+    """A stored UTC time as a plant person reads it (Beijing time), or an em dash."""
+    if value is None:
+        return "—"
+    shown = value.astimezone(DISPLAY_TZ)
+    return shown.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
+
+
+def _end_of_day(text: str, field_name: str) -> dt.datetime | None:
+    """A deadline typed as a date means the end of that day on site (23:59 Beijing time)."""
+    if not text.strip():
+        return None
+    try:
+        day = dt.date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise InvalidInput(field_name, "not a date (YYYY-MM-DD)") from exc
+    return dt.datetime.combine(day, dt.time(23, 59), tzinfo=DISPLAY_TZ).astimezone(dt.UTC)
+
+
+def _name(item: Any, lang: str) -> str:  # noqa: ANN401 - any reference row with name_zh / name_en
+    if item is None:
+        return "—"
+    return item.name_zh if lang == "zh-CN" else (item.name_en or item.name_zh)
+
+
+def _people(db: Session, ids: set[int | None]) -> dict[int, User]:
+    """Display names for the user ids a hazard refers to (responsible person, acceptor, …).
+
+    A read-only lookup of names: auth.service.list_users needs user.read, which the people who
+    work hazards (officers, rectifiers) rightly lack, yet they must see who is responsible.
+    """
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {u.id: u for u in db.scalars(select(User).where(User.id.in_(wanted)))}
+
+
+def _assignable(db: Session, area_id: int) -> list[User]:
+    """Active people who could take the hazard on: their role may start the rectification
+    (the ASSIGNED → RECTIFYING rule) and they can see the area — what service._assign checks."""
+    roles = {
+        role.value
+        for rule in workflow.rules()
+        if rule.source is HazardState.ASSIGNED and rule.target is HazardState.RECTIFYING
+        for role in rule.roles
+    }
+    query = select(User).where(User.is_active.is_(True), User.is_machine.is_(False), User.role.in_(roles))
+    return [u for u in db.scalars(query.order_by(User.display_name)) if authz.can_see_area(u, area_id)]
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    """To the login page and back to this very URL, query included: a QR code on site links to
+    /hazards/new?area=CODE, and the area must survive the login in between."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query and request.method == "GET" else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _not_found(request: Request, user: User) -> Response:
+    """A hazard outside the user's areas answers like a missing one: whether it exists is not told."""
+    return render(request, "hazards/message.html", user, status_code=404, message="hazard.not_found")
+
+
+# ---------------------------------------------------------------- the list
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The list's filters as they travel in the URL (the API's parameter names, so the export
+    links carry them unchanged). Unknown values are dropped, not refused: a shared link that has
+    gone stale still opens."""
+
+    area_id: int | None = None
+    state: HazardState | None = None
+    level: str | None = None
+    category: str | None = None
+    source: HazardSource | None = None
+    overdue: bool | None = None
+    q: str = ""
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: Any) -> ListQuery:  # noqa: ANN401 - Starlette QueryParams
+        def pick(name: str, allowed: Any) -> str | None:  # noqa: ANN401
+            value = (params.get(name) or "").strip()
+            return value if value and value in allowed else None
+
+        area = (params.get("area_id") or "").strip()
+        page = (params.get("page") or "").strip()
+        state = pick("state", {s.value for s in HazardState})
+        source = pick("source", {s.value for s in HazardSource})
+        overdue = pick("overdue", {"true", "false"})
+        return cls(
+            area_id=int(area) if area.isdigit() and len(area) < 10 else None,
+            state=HazardState(state) if state else None,
+            level=pick("level", policy().levels),
+            category=pick("category", categories()),
+            source=HazardSource(source) if source else None,
+            overdue=None if overdue is None else overdue == "true",
+            q=(params.get("q") or "").strip()[:200],
+            page=max(1, min(int(page), 100_000)) if page.isdigit() and len(page) < 7 else 1,
+        )
+
+    def filters(self) -> service.HazardFilter:
+        return service.HazardFilter(
+            area_id=self.area_id,
+            state=self.state,
+            level=self.level,
+            category=self.category,
+            source=self.source,
+            overdue=self.overdue,
+            text=self.q or None,
+        )
+
+    def params(self, **changes: Any) -> str:  # noqa: ANN401
+        """The query string of these filters (without empty ones), page included unless it is 1."""
+        values = {
+            "area_id": self.area_id,
+            "state": self.state.value if self.state else None,
+            "level": self.level,
+            "category": self.category,
+            "source": self.source.value if self.source else None,
+            "overdue": None if self.overdue is None else str(self.overdue).lower(),
+            "q": self.q or None,
+            "page": self.page if self.page > 1 else None,
+        }
+        values.update(changes)
+        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
+
+
+def _list_context(db: Session, user: User, query: ListQuery, now: dt.datetime) -> dict[str, Any]:
+    offset = (query.page - 1) * PAGE_SIZE
+    rows, total = service.list_for_user(
+        db, actor=user, filters=query.filters(), limit=PAGE_SIZE, offset=offset, now=now
+    )
+    overdue_total = total
+    if query.overdue is not True:
+        overdue_filter = service.HazardFilter(**{**query.filters().__dict__, "overdue": True})
+        _, overdue_total = service.list_for_user(db, actor=user, filters=overdue_filter, limit=1, now=now)
+    pages = max(1, -(-total // PAGE_SIZE))
+    return {
+        "rows": rows,
+        "total": total,
+        "overdue_total": overdue_total,
+        "query": query,
+        "pages": pages,
+        "first": offset + 1 if rows else 0,
+        "last": offset + len(rows),
+        "export": query.params(page=None),
+        "now": now,
+    }
+
+
+@router.get("/hazards")
+def hazard_list(request: Request, user: MaybeUser, db: Db) -> Response:
+    """The register. An HTMX filter change gets only the results block; a full load (shared
+    link, reload, history restore) gets the whole page with the same results."""
+    if user is None:
+        return _to_login(request)
+    query = ListQuery.parse(request.query_params)
+    context = _list_context(db, user, query, utcnow())
+    areas = {a.id: a for a in plant.list_areas(db, actor=user)}
+    partial = request.headers.get("hx-request") and not request.headers.get("hx-history-restore-request")
+    return render(
+        request,
+        "hazards/_results.html" if partial else "hazards/list.html",
+        user,
+        areas=areas,
+        states=list(HazardState),
+        levels=policy().levels,
+        categories=categories(),
+        sources=list(HazardSource),
+        local_time=local_time,
+        named=_name,
+        can_report=authz.has_permission(user, "hazard.report"),
+        can_export=authz.has_permission(user, "hazard.export"),
+        **context,
+    )
+
+
+# ---------------------------------------------------------------- one hazard
+
+
+@dataclass
+class Move:
+    """One move the viewer may make now, with the form sections its rule's guards ask for."""
+
+    target: HazardState
+    name: str
+    sections: set[str] = field(default_factory=set)
+    photo_phases: list[str] = field(default_factory=list)
+
+
+def moves_for(hazard: Hazard, user: User, lang: str) -> list[Move]:
+    """Exactly the moves workflow.allowed() grants this user now, in the workflow's order."""
+    state = HazardState(hazard.state)
+    legal = legal_level(hazard.level)
+    moves = []
+    for target in workflow.allowed(hazard, user):
+        rules = [
+            r
+            for r in workflow.rules()
+            if r.source is state and r.target is target and (r.legal is None or legal is None or r.legal == legal)
+        ]
+        move = Move(target=target, name=(rules[0].name_zh if lang == "zh-CN" else rules[0].name_en) if rules else "")
+        for rule in rules:
+            for guard in rule.guards:
+                move.sections.update(GUARD_FIELDS.get(guard, ()))
+        move.photo_phases = sorted(s.split(":", 1)[1] for s in move.sections if s.startswith("photo:"))
+        moves.append(move)
+    return moves
+
+
+def _ai_rows(hazard: Hazard, lang: str) -> list[dict[str, str]]:
+    """What the model suggested next to what a person confirmed, per field (domain.md §2.5, AI/feedback)."""
+    suggestion = hazard.ai_suggestion if isinstance(hazard.ai_suggestion, dict) else {}
+    confirmed = hazard.human_confirmed if isinstance(hazard.human_confirmed, dict) else {}
+    lookups = {"category": categories(), "accident_type": accident_types(), "level": policy().levels}
+    rows = []
+    for key, names in lookups.items():
+        ai_value = suggestion.get(key)
+        ai_code = ai_value.get("code") if isinstance(ai_value, dict) else None
+        human_code = confirmed.get(key)
+        if ai_code is None and human_code is None:
+            continue
+        rows.append(
+            {
+                "field": key,
+                "ai": _name(names.get(ai_code), lang) if ai_code else "—",
+                "human": _name(names.get(human_code), lang) if human_code else "—",
+                "agree": "" if not (ai_code and human_code) else ("yes" if ai_code == human_code else "no"),
+            }
+        )
+    return rows
+
+
+def _detail_context(db: Session, user: User, hazard: Hazard, lang: str) -> dict[str, Any]:
+    now = utcnow()
+    photos: dict[str, list] = {}
+    for item in attachments.list_attachments(db, actor=user, hazard_id=hazard.id):
+        photos.setdefault(item.phase, []).append(item)
+    events = service.timeline(db, actor=user, hazard_id=hazard.id)
+    people = _people(
+        db,
+        {
+            hazard.responsible_person_id,
+            hazard.confirmed_by_id,
+            hazard.accepted_by_id,
+            hazard.plan_approved_by_id,
+        },
+    )
+    duplicate = None
+    duplicate_id = hazard.duplicate_of_id or hazard.possible_duplicate_of_id
+    if duplicate_id:
+        try:
+            duplicate = service.get(db, actor=user, hazard_id=duplicate_id)
+        except (NotFound, OutOfScope):
+            duplicate = None
+    rule_names = {
+        (r.source.value, r.target.value): (r.name_zh if lang == "zh-CN" else r.name_en) for r in workflow.rules()
+    }
+    moves = moves_for(hazard, user, lang)
+    needs_people = any("assignee" in m.sections for m in moves)
+    return {
+        "hazard": hazard,
+        "area": plant.get_area(db, actor=user, area_id=hazard.area_id),
+        "photos": photos,
+        "phases": [p.value for p in AttachmentPhase],
+        "events": events,
+        "event_kinds": EVENT_KINDS,
+        "rule_names": rule_names,
+        "people": people,
+        "duplicate": duplicate,
+        "moves": moves,
+        "assignable": _assignable(db, hazard.area_id) if needs_people else [],
+        "levels": policy().levels,
+        "categories": categories(),
+        "accident_types": accident_types(),
+        "plan_parts": workflow.TREATMENT_PLAN_PARTS,
+        "five_parts": workflow.FIVE_IMPLEMENTATIONS,
+        "ai_rows": _ai_rows(hazard, lang),
+        "overdue": hazard.is_overdue(now),
+        "overdue_days": hazard.days_overdue(now),
+        "deadline_states": DEADLINE_STATES,
+        "default_days": policy().deadline_days,
+        "min_date": now.astimezone(DISPLAY_TZ).date().isoformat(),
+        "can_comment": authz.has_permission(user, "hazard.comment"),
+        "local_time": local_time,
+        "named": _name,
+    }
+
+
+def _render_detail(
+    request: Request, db: Session, user: User, hazard_id: int, status_code: int = 200, **extra: Any  # noqa: ANN401
+) -> Response:
+    try:
+        hazard = service.get(db, actor=user, hazard_id=hazard_id)
+    except (NotFound, OutOfScope):
+        return _not_found(request, user)
+    context = _detail_context(db, user, hazard, _language(request, user))
+    return render(request, "hazards/detail.html", user, status_code=status_code, **{**context, **extra})
+
+
+@router.get("/hazards/{hazard_id:int}")
+def hazard_detail(
+    request: Request, hazard_id: int, user: MaybeUser, db: Db, done: str | None = None, reported: int = 0
+) -> Response:
+    if user is None:
+        return _to_login(request)
+    done_state = done if done in {s.value for s in HazardState} else None
+    return _render_detail(request, db, user, hazard_id, done=done_state, reported=bool(reported))
+
+
+def _int_field(form: FormData, name: str) -> int | None:
+    value = str(form.get(name) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 12:
+        raise InvalidInput(name, "not a number")
+    return int(value)
+
+
+def _money(form: FormData, name: str) -> float | None:
+    value = str(form.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise InvalidInput(name, "not a number") from exc
+
+
+def _parts(form: FormData, prefix: str, names: tuple[str, ...]) -> dict[str, str] | None:
+    if not any(f"{prefix}_{n}" in form for n in names):
+        return None
+    return {n: str(form.get(f"{prefix}_{n}") or "").strip() for n in names}
+
+
+def transition_request(form: FormData, target: HazardState) -> TransitionRequest:
+    """The service's request from the submitted form; empty fields are left out so that what
+    the hazard already holds (level, measures, …) stays as it is."""
+    data: dict[str, Any] = {"to": target, "note": str(form.get("note") or "").strip()}
+    for name in TEXT_FIELDS:
+        value = str(form.get(name) or "").strip()
+        if value:
+            data[name] = value
+    for name in ("responsible_person_id", "duplicate_of"):
+        if (number := _int_field(form, name)) is not None:
+            data[name] = number
+    for name in ("funds_budget", "funds_actual"):
+        if (amount := _money(form, name)) is not None:
+            data[name] = amount
+    if (deadline := _end_of_day(str(form.get("deadline") or ""), "deadline")) is not None:
+        data["deadline"] = deadline
+    if (decision := form.get("approved")) in ("true", "false"):
+        data["approved"] = decision == "true"
+    if (plan := _parts(form, "plan", workflow.TREATMENT_PLAN_PARTS)) is not None:
+        data["treatment_plan"] = plan
+        data["production_suspended"] = form.get("production_suspended") == "on"
+    if (five := _parts(form, "five", workflow.FIVE_IMPLEMENTATIONS)) is not None:
+        data["five_implementations"] = five
+    try:
+        return TransitionRequest(**data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InvalidInput(str(error["loc"][0]) if error.get("loc") else "form", error.get("msg", "")) from exc
+
+
+def _store_photos(
+    request: Request, db: Session, user: User, hazard_id: int, form: FormData, phases: list[str]
+) -> None:
+    """Store the photos a move asked for before the move itself, since its guard looks for them.
+
+    If the move is then refused, the photos stay: they are evidence either way, and the person
+    does not have to take them again.
+    """
+    settings = request.app.state.settings
+    for phase in phases:
+        for upload in form.getlist(f"photo_{phase}"):
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                continue
+            attachments.add_attachment(
+                db,
+                actor=user,
+                hazard_id=hazard_id,
+                content=upload.file.read(settings.max_upload_bytes + 1),
+                filename=upload.filename,
+                phase=AttachmentPhase(phase),
+                data_dir=settings.data_dir,
+                max_bytes=settings.max_upload_bytes,
+            )
+
+
+def _move(request: Request, db: Session, user: User, hazard_id: int, form: FormData) -> Response:
+    target_value = str(form.get("to") or "")
+    if target_value not in {s.value for s in HazardState}:
+        return _render_detail(request, db, user, hazard_id, status_code=422)
+    target = HazardState(target_value)
+    submitted = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    try:
+        hazard = service.get(db, actor=user, hazard_id=hazard_id)
+        move = next((m for m in moves_for(hazard, user, _language(request, user)) if m.target is target), None)
+        _store_photos(request, db, user, hazard_id, form, move.photo_phases if move else [])
+        service.transition(db, actor=user, hazard_id=hazard_id, request=transition_request(form, target))
+    except (NotFound, OutOfScope):
+        return _not_found(request, user)
+    except workflow.TransitionRefused as exc:
+        db.rollback()
+        error = {"target": target.value, "field": None, "message": exc.reason}
+        return _render_detail(request, db, user, hazard_id, status_code=409, error=error, submitted=submitted)
+    except InvalidInput as exc:
+        db.rollback()
+        error = {"target": target.value, "field": exc.field, "message": exc.message}
+        return _render_detail(request, db, user, hazard_id, status_code=422, error=error, submitted=submitted)
+    except PermissionDenied as exc:
+        db.rollback()
+        error = {"target": target.value, "field": None, "message": str(exc)}
+        return _render_detail(request, db, user, hazard_id, status_code=403, error=error, submitted=submitted)
+    return RedirectResponse(f"/hazards/{hazard_id}?done={target.value}", status_code=303)
+
+
+@router.post("/hazards/{hazard_id:int}/move")
+async def hazard_move(request: Request, hazard_id: int, user: MaybeUser, db: Db) -> Response:
+    """One move of the lifecycle from its form (photos included, hence multipart). Success
+    redirects (a reload does not repeat the move); a refusal re-renders the page with the reason
+    beside the form and the typed values kept."""
+    if user is None:
+        return _to_login(request)
+    form = await request.form()
+    try:
+        return await run_in_threadpool(_move, request, db, user, hazard_id, form)
+    finally:
+        await form.close()
+
+
+@router.post("/hazards/{hazard_id:int}/comment")
+def hazard_comment(
+    request: Request, hazard_id: int, user: MaybeUser, db: Db, text: Annotated[str, Form(max_length=4000)] = ""
+) -> Response:
+    if user is None:
+        return _to_login(request)
+    try:
+        service.comment(db, actor=user, hazard_id=hazard_id, text=text)
+    except (NotFound, OutOfScope):
+        return _not_found(request, user)
+    except (InvalidInput, PermissionDenied) as exc:
+        message = exc.message if isinstance(exc, InvalidInput) else str(exc)
+        error = {"target": "comment", "field": "text", "message": message}
+        return _render_detail(request, db, user, hazard_id, status_code=422, error=error)
+    return RedirectResponse(f"/hazards/{hazard_id}#timeline", status_code=303)
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def _suggestion_context(request: Request, text: str) -> dict[str, Any]:
+    """The AI suggestion as the report form shows it. The category goes into the hidden field
+    only when it is one of the register's categories; a text-model label the reference data does
+    not know (yet) is shown as words, never sent as a code."""
+    text = text.strip()
+    if len(text) < MIN_SUGGEST_CHARS:
+        return {"suggestion": None, "loose_category": None}
+    try:
+        suggestion = intelligence.suggest_for(text[:4000], data_dir=request.app.state.settings.data_dir)
+    except ValueError:  # text.normalize refuses text it cannot work on; no suggestion is the honest answer
+        return {"suggestion": None, "loose_category": None}
+    loose = None
+    if suggestion.category is None:
+        raw = raw_suggest(text[:4000]).category
+        loose = raw if raw is not None and raw.label not in categories() else None
+    return {"suggestion": suggestion, "loose_category": loose, "levels": policy().levels}
+
+
+@router.post("/hazards/suggest")
+def report_suggestion(
+    request: Request, user: MaybeUser, description: Annotated[str, Form(max_length=8000)] = ""
+) -> Response:
+    """The suggestion box of the report form, fetched (debounced) as the reporter types."""
+    if user is None:
+        return _to_login(request)
+    return render(request, "hazards/_suggestion.html", user, **_suggestion_context(request, description))
+
+
+def _report_form(
+    request: Request, db: Session, user: User, status_code: int = 200, **extra: Any  # noqa: ANN401
+) -> Response:
+    areas = plant.list_areas(db, actor=user)
+    return render(
+        request,
+        "hazards/new.html",
+        user,
+        status_code=status_code,
+        areas=areas,
+        named=_name,
+        **extra,
+    )
+
+
+@router.get("/hazards/new")
+def report_page(request: Request, user: MaybeUser, db: Db, area: str | None = None) -> Response:
+    """The quick report form; ?area=CODE (a QR code on site) preselects the area."""
+    if user is None:
+        return _to_login(request)
+    if not authz.has_permission(user, "hazard.report"):
+        return render(request, "hazards/message.html", user, status_code=403, message="hazard.report_not_allowed")
+    chosen = next((a.id for a in plant.list_areas(db, actor=user) if area and a.code == area), None)
+    return _report_form(request, db, user, values={"area_id": chosen})
+
+
+def _check_photo(content: bytes, max_bytes: int) -> None:
+    """The checks add_attachment makes, run before the hazard is created."""
+    if len(content) > max_bytes:
+        raise InvalidInput("photo", "the photo is larger than the upload limit")
+    kind = attachments.sniff(content)
+    if kind.pillow_format is None:
+        raise InvalidInput("photo", "this is not a photo; attach a JPEG, PNG or WebP picture")
+    attachments.inspect_image(content, kind)
+
+
+def _report(request: Request, db: Session, user: User, form: FormData) -> Response:
+    values = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    description = str(form.get("description") or "").strip()
+    accepted = form.get("accept_ai") == "on"
+    category = str(form.get("ai_category") or "") if accepted else ""
+    level = str(form.get("ai_level") or "") if accepted else ""
+    try:
+        area_id = _int_field(form, "area_id")
+        if area_id is None:
+            raise InvalidInput("area_id", "choose the area")
+        data = HazardCreate(
+            area_id=area_id,
+            description=description,
+            location=str(form.get("location") or "").strip()[:255],
+            category=category if category in categories() else None,
+            level=level if level in policy().levels else None,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field_name = str(error["loc"][0]) if error.get("loc") else "description"
+        return _report_form(request, db, user, 422, values=values, error={"field": field_name, "message": error["msg"]})
+    except InvalidInput as exc:
+        return _report_form(request, db, user, 422, values=values, error={"field": exc.field, "message": exc.message})
+    photo = form.get("photo")
+    content = b""
+    settings = request.app.state.settings
+    if isinstance(photo, UploadFile) and photo.filename:
+        content = photo.file.read(settings.max_upload_bytes + 1)
+        try:  # refuse a bad photo before the hazard exists, so a retry does not report it twice
+            _check_photo(content, settings.max_upload_bytes)
+        except InvalidInput as exc:
+            return _report_form(request, db, user, 422, values=values, error={"field": "photo", "message": exc.message})
+    try:
+        ai = intelligence.suggest_for(description, data_dir=settings.data_dir).as_ai_fields()
+    except ValueError:
+        ai = None
+    try:
+        hazard = service.create(db, actor=user, data=data, ai=ai)
+    except (InvalidInput, NotFound, OutOfScope, PermissionDenied) as exc:
+        db.rollback()
+        message = exc.message if isinstance(exc, InvalidInput) else str(exc)
+        field_name = exc.field if isinstance(exc, InvalidInput) else "area_id"
+        return _report_form(request, db, user, 422, values=values, error={"field": field_name, "message": message})
+    if content:
+        attachments.add_attachment(
+            db,
+            actor=user,
+            hazard_id=hazard.id,
+            content=content,
+            filename=photo.filename,
+            phase=AttachmentPhase.BEFORE,
+            data_dir=settings.data_dir,
+            max_bytes=settings.max_upload_bytes,
+        )
+    return RedirectResponse(f"/hazards/{hazard.id}?reported=1", status_code=303)
+
+
+@router.post("/hazards/new")
+async def report_submit(request: Request, user: MaybeUser, db: Db) -> Response:
+    """Create the hazard (REPORTED), store the AI suggestion beside it and the photo as 整改前."""
+    if user is None:
+        return _to_login(request)
+    form = await request.form()
+    try:
+        return await run_in_threadpool(_report, request, db, user, form)
+    finally:
+        await form.close()
