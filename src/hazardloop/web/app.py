@@ -75,7 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scheduler = None
         if settings.scheduler_enabled:
             from hazardloop.hazards.flows import start_scheduler
-
             from hazardloop.notify.flows import start_scheduler as add_notify_job
 
             scheduler = start_scheduler(
