@@ -42,6 +42,18 @@ def list_users(db: Session, *, actor: User) -> list[User]:
     return list(db.scalars(select(User).order_by(User.username)))
 
 
+def people_by_id(db: Session, ids: set[int | None]) -> dict[int, User]:
+    """The people a record refers to (responsible person, acceptor…), for showing their names.
+
+    No permission check: whoever may see a hazard may see who is responsible for it, while
+    list_users (user.read) stays for administrators.
+    """
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {u.id: u for u in db.scalars(select(User).where(User.id.in_(wanted)))}
+
+
 def users_for(db: Session, *, roles: list[str], area_id: int | None) -> list[User]:
     """Active people with one of `roles` who cover `area_id` (all-area users and admins cover every area).
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from hazardloop.auth import authz
+from hazardloop.auth import service as auth_service
 from hazardloop.auth.authz import OutOfScope, PermissionDenied
 from hazardloop.auth.models import User
 from hazardloop.db import utcnow
@@ -43,7 +43,7 @@ from hazardloop.hazards.reference import accident_types, categories, legal_level
 from hazardloop.plant import service as plant
 from hazardloop.text.suggest import suggest as raw_suggest
 from hazardloop.web.deps import Db
-from hazardloop.web.pages import MaybeUser, _language, render
+from hazardloop.web.pages import MaybeUser, _language, render, to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -114,35 +114,19 @@ def _name(item: Any, lang: str) -> str:  # noqa: ANN401 - any reference row with
 
 
 def _people(db: Session, ids: set[int | None]) -> dict[int, User]:
-    """Display names for the user ids a hazard refers to (responsible person, acceptor, …).
-
-    A read-only lookup of names: auth.service.list_users needs user.read, which the people who
-    work hazards (officers, rectifiers) rightly lack, yet they must see who is responsible.
-    """
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return {u.id: u for u in db.scalars(select(User).where(User.id.in_(wanted)))}
+    return auth_service.people_by_id(db, ids)
 
 
 def _assignable(db: Session, area_id: int) -> list[User]:
     """Active people who could take the hazard on: their role may start the rectification
     (the ASSIGNED → RECTIFYING rule) and they can see the area — what service._assign checks."""
-    roles = {
+    roles = sorted({
         role.value
         for rule in workflow.rules()
         if rule.source is HazardState.ASSIGNED and rule.target is HazardState.RECTIFYING
         for role in rule.roles
-    }
-    query = select(User).where(User.is_active.is_(True), User.is_machine.is_(False), User.role.in_(roles))
-    return [u for u in db.scalars(query.order_by(User.display_name)) if authz.can_see_area(u, area_id)]
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    """To the login page and back to this very URL, query included: a QR code on site links to
-    /hazards/new?area=CODE, and the area must survive the login in between."""
-    target = request.url.path + (f"?{request.url.query}" if request.url.query and request.method == "GET" else "")
-    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    })
+    return sorted(auth_service.users_for(db, roles=roles, area_id=area_id), key=lambda u: u.display_name)
 
 
 def _not_found(request: Request, user: User) -> Response:
@@ -245,7 +229,7 @@ def hazard_list(request: Request, user: MaybeUser, db: Db) -> Response:
     """The register. An HTMX filter change gets only the results block; a full load (shared
     link, reload, history restore) gets the whole page with the same results."""
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     query = ListQuery.parse(request.query_params)
     context = _list_context(db, user, query, utcnow())
     areas = {a.id: a for a in plant.list_areas(db, actor=user)}
@@ -395,7 +379,7 @@ def hazard_detail(
     request: Request, hazard_id: int, user: MaybeUser, db: Db, done: str | None = None, reported: int = 0
 ) -> Response:
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     done_state = done if done in {s.value for s in HazardState} else None
     return _render_detail(request, db, user, hazard_id, done=done_state, reported=bool(reported))
 
@@ -514,7 +498,7 @@ async def hazard_move(request: Request, hazard_id: int, user: MaybeUser, db: Db)
     redirects (a reload does not repeat the move); a refusal re-renders the page with the reason
     beside the form and the typed values kept."""
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     form = await request.form()
     try:
         return await run_in_threadpool(_move, request, db, user, hazard_id, form)
@@ -527,7 +511,7 @@ def hazard_comment(
     request: Request, hazard_id: int, user: MaybeUser, db: Db, text: Annotated[str, Form(max_length=4000)] = ""
 ) -> Response:
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     try:
         service.comment(db, actor=user, hazard_id=hazard_id, text=text)
     except (NotFound, OutOfScope):
@@ -566,7 +550,7 @@ def report_suggestion(
 ) -> Response:
     """The suggestion box of the report form, fetched (debounced) as the reporter types."""
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     return render(request, "hazards/_suggestion.html", user, **_suggestion_context(request, description))
 
 
@@ -589,7 +573,7 @@ def _report_form(
 def report_page(request: Request, user: MaybeUser, db: Db, area: str | None = None) -> Response:
     """The quick report form; ?area=CODE (a QR code on site) preselects the area."""
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     if not authz.has_permission(user, "hazard.report"):
         return render(request, "hazards/message.html", user, status_code=403, message="hazard.report_not_allowed")
     chosen = next((a.id for a in plant.list_areas(db, actor=user) if area and a.code == area), None)
@@ -667,7 +651,7 @@ def _report(request: Request, db: Session, user: User, form: FormData) -> Respon
 async def report_submit(request: Request, user: MaybeUser, db: Db) -> Response:
     """Create the hazard (REPORTED), store the AI suggestion beside it and the photo as 整改前."""
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     form = await request.form()
     try:
         return await run_in_threadpool(_report, request, db, user, form)

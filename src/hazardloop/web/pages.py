@@ -45,8 +45,11 @@ def _safe_next(target: str | None) -> str:
     return "/plant"
 
 
-def _to_login(request: Request) -> RedirectResponse:
-    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+def to_login(request: Request) -> RedirectResponse:
+    """To the login page and back to this very URL, query included: a QR code on site links to
+    /hazards/new?area=CODE, and the area must survive the login in between."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query and request.method == "GET" else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
 @router.get("/")
@@ -136,7 +139,7 @@ def _site_plan(db: Db, user: User) -> list[dict[str, Any]]:
 @router.get("/plant")
 def plant_page(request: Request, user: MaybeUser, db: Db) -> Response:
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     sites = _site_plan(db, user)
     first_area = next((a["id"] for s in sites for a in s["areas"]), None)
     return render(request, "plant.html", user, sites=sites, first_area=first_area)
@@ -145,7 +148,7 @@ def plant_page(request: Request, user: MaybeUser, db: Db) -> Response:
 @router.get("/plant/areas/{area_id}/sensors")
 def area_sensors_partial(request: Request, area_id: int, user: MaybeUser, db: Db) -> Response:
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     area = plant.get_area(db, actor=user, area_id=area_id)
     equipment = {e.id: e for e in plant.list_equipment(db, actor=user, area_id=area_id)}
     sensors = plant.list_sensors(db, actor=user, area_id=area_id)
