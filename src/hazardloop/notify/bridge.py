@@ -13,8 +13,11 @@ import datetime as dt
 from collections import defaultdict
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hazardloop.alarms import service as alarms
+from hazardloop.auth.service import users_for
 from hazardloop.hazards.models import Hazard, PendingNotification
 from hazardloop.notify import quiet
 from hazardloop.notify.models import EventKind, OutboxEntry
@@ -65,4 +68,36 @@ def pull_hazard_notifications(db: Session, *, now: dt.datetime, limit: int = 500
         )
         created += route(db, event, now=now)
     db.commit()
+    return created
+
+
+def pull_alarm_notifications(db: Session, *, now: dt.datetime, limit: int = 500) -> list[OutboxEntry]:
+    """Move the alarm domain's pending messages (raised, escalated) into the outbox and commit.
+
+    The alarm names roles in its area; they are resolved to people here. A CRITICAL alarm (HH/LL)
+    is urgent: quiet hours never hold it back. The outbox keys derive from (alarm, kind, step), so
+    two bridges racing add each message once (the loser's transaction is rolled back).
+    """
+    notes = alarms.pending_alarm_notifications(db, limit=limit)
+    created: list[OutboxEntry] = []
+    for note in notes:
+        people = users_for(db, roles=list(note.roles), area_id=note.area_id) if note.roles else []
+        event = Event(
+            kind=EventKind.ALARM.value,
+            key=f"alarm:{note.alarm_id}:{note.kind}:{note.step}",
+            title=note.title,
+            text=note.body or note.title,
+            area_id=note.area_id,
+            severity=note.severity,
+            urgent=quiet.is_urgent(flagged=note.severity == "CRITICAL", escalation_step=note.step),
+            user_ids=tuple(p.id for p in people),
+            group_key=f"alarm:{note.alarm_id}",
+        )
+        created += route(db, event, now=now)
+    alarms.mark_enqueued(db, [n.id for n in notes], now=now, commit=False)
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        return []
     return created

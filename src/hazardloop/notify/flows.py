@@ -11,8 +11,9 @@ import logging
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
+from hazardloop.alarms import service as alarms
 from hazardloop.db import utcnow
-from hazardloop.notify.bridge import pull_hazard_notifications
+from hazardloop.notify.bridge import pull_alarm_notifications, pull_hazard_notifications
 from hazardloop.notify.channels.base import Transport
 from hazardloop.notify.outbox import DispatchReport, dispatch
 
@@ -26,6 +27,10 @@ def run_once(session_factory: sessionmaker[Session], *, transport: Transport | N
         moved = pull_hazard_notifications(db, now=utcnow())
         if moved:
             log.info("notify: %d hazard notification(s) entered the outbox", len(moved))
+        alarms.escalate_unacknowledged(db, utcnow())
+        moved = pull_alarm_notifications(db, now=utcnow())
+        if moved:
+            log.info("notify: %d alarm notification(s) entered the outbox", len(moved))
         for _ in range(20):  # bounded: a tick never runs away from the scheduler
             report = dispatch(db, now=utcnow(), transport=transport)
             for name in ("sent", "retried", "dead", "deferred", "lost_claims"):
