@@ -23,6 +23,7 @@ from hazardloop.auth import authz
 from hazardloop.auth.models import User
 from hazardloop.auth.roles import Role
 from hazardloop.hazards import attachments, service
+from hazardloop.hazards.intelligence import suggest_for
 from hazardloop.hazards.models import AttachmentPhase, HazardCreate, HazardSource, HazardState, TransitionRequest
 from hazardloop.hazards.workflow import FIVE_IMPLEMENTATIONS, TREATMENT_PLAN_PARTS, TransitionRefused
 from hazardloop.plant.models import Area
@@ -65,6 +66,16 @@ def _photo(colour: tuple[int, int, int], label: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=70)
     return buffer.getvalue()
+
+
+@lru_cache(maxsize=256)
+def _suggestion(text: str) -> dict:
+    return suggest_for(text).as_ai_fields()
+
+
+def suggestion_fields(text: str) -> dict:
+    """What the report form would have suggested (rules, cold start), kept so people's gradings become labels."""
+    return dict(_suggestion(text))
 
 
 class _Year:
@@ -121,6 +132,7 @@ class _Year:
             self.db,
             actor=reporter,
             now=found,
+            ai=suggestion_fields(template.description),
             data=HazardCreate(
                 area_id=area.id,
                 description=template.description,
