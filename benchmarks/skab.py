@@ -36,6 +36,7 @@ def main() -> None:
         raise SystemExit(f"expected 34 labelled SKAB files under {data_dir() / 'skab'}, found {len(files)}")
     per_file = []
     tp = fp = fn = tn = 0
+    side = {"before": [0, 0], "after": [0, 0]}  # normal test rows before / after the fault: [flagged, all]
     with tempfile.TemporaryDirectory() as tmp:
         for f in track(files, description="SKAB: hazardloop detect per file"):
             df = pd.read_csv(f, sep=";")
@@ -47,6 +48,11 @@ def main() -> None:
             y = df["anomaly"].to_numpy()[TRAIN_ROWS:].astype(bool)
             c = (int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum()), int((~pred & ~y).sum()))
             tp, fp, fn, tn = tp + c[0], fp + c[1], fn + c[2], tn + c[3]
+            if y.any():  # where the false alarms sit: before the fault, or after it (normal again)
+                first, last = int(np.flatnonzero(y)[0]), int(np.flatnonzero(y)[-1])
+                for name, part in (("before", slice(0, first)), ("after", slice(last + 1, None))):
+                    side[name][0] += int(pred[part].sum())
+                    side[name][1] += int(len(pred[part]))
             per_file.append((f"{f.parent.name}/{f.name}", *c))
     f1 = tp / (tp + (fp + fn) / 2)
     far = 100 * fp / (fp + tn)
@@ -57,7 +63,8 @@ def main() -> None:
     console.print(rich_table("SKAB (34 files, rows 1–400 train, pooled)", header, rows))
     free = anomaly_free_share()
     console.print(f"anomaly-free.csv with every default (first 20 % train): {free:.1f} % of later rows flagged")
-    write_report(header, rows, per_file, (tp, fp, fn, tn), free)
+    flagged = {name: 100 * f / max(n, 1) for name, (f, n) in side.items()}
+    write_report(header, rows, per_file, (tp, fp, fn, tn), free, flagged)
     plot(per_file, f1, far, mar)
 
 
@@ -72,7 +79,7 @@ def anomaly_free_share() -> float:
     return 100 * float(flags[k:].mean())
 
 
-def write_report(header, rows, per_file, totals, free) -> None:
+def write_report(header, rows, per_file, totals, free, flagged) -> None:
     tp, fp, fn, tn = totals
     file_rows = [[name, str(a), str(b), str(c), str(d),
                   f"{a / (a + (b + c) / 2):.2f}" if a + b + c else "–"] for name, a, b, c, d in per_file]
@@ -90,16 +97,31 @@ Generalisation check (not a leaderboard figure): `anomaly-free/anomaly-free.csv`
 `hazardloop detect` with every default (first 20 % of rows as training): **{free:.1f} %** of the later rows
 flagged. SKAB's normal operation keeps moving (the water warms up for hours; pump current and
 vibration levels shift between sessions), so limits learned from the first minutes do not describe
-later normal rows: this is the main source of the false alarms above as well.
+later normal rows: this is the main source of the false alarms above as well. Sensors that already
+wander within the training rows are now watched by their changes (see below); what remains on this file
+is mostly the vibration level (Accelerometer1RMS), which looks steady in the training rows and then
+creeps up by about 8 % over two hours (peer-drift and T² alarms naming it). After a fault the water
+temperature often stays where the fault left it while SKAB labels the rows normal, and other levels do
+not return exactly either: in this run, normal test rows before the fault are flagged
+{flagged['before']:.1f} % of the time, normal rows after it {flagged['after']:.1f} %.
 
 ## How every threshold is chosen (training rows only)
+* Slow sensors: a sensor whose training variance lies more *between* the means of 5 contiguous blocks
+  of its training rows than within them (between-block share > 0.5) wanders on a time scale the
+  training window does not cover, so its level has no trustworthy limit. Its level is left out of the
+  EWMA, T²/SPE and peer-drift checks (a regression between trending series is spurious); its one-row
+  change, which is stationary, is monitored instead. Decided per file from its own training rows
+  (on SKAB it is mostly Temperature and/or Thermocouple — the water warming up; no TEP variable
+  qualifies).
 * Sensor health: "stuck" after more than twice the longest constant run a sensor shows in its training
   rows (at least 5 rows); "spike" for a one-row jump over 3× the largest training jump; "drift" when the
-  EWMA of the sensors' peer-prediction errors exceeds 3× its training maximum and one sensor's drift
-  direction explains ≥ 80 % of it (reconstruction-based contribution).
+  EWMA of the (non-slow) sensors' peer-prediction errors exceeds 3× its training maximum and one
+  sensor's drift direction explains ≥ 80 % of it (reconstruction-based contribution).
 * Process components (EWMA max over sensors, dynamic PCA with 2 lags and 95 % variance: T² and SPE
-  smoothed over the last 8 rows): each limit is the 99.5 % quantile of *out-of-sample* training
-  scores — the 400 rows are cut into 5 contiguous blocks, each scored by a model fitted on the other 4.
+  smoothed over the last 8 rows): the 400 rows are cut into 5 contiguous blocks, each scored by a model
+  fitted on the other 4 (*out-of-sample* scores); each limit is the larger of the 99.5 % quantile of all
+  those scores and the largest 99.5 % quantile of any single block — new data differ from the training
+  rows at least as much as the training blocks differ from each other.
 * An alarm is raised when any component is over its limit or a sensor fault is present, and clears
   after 3 rows back under every limit.
 No test row, label or per-file setting is used to choose anything; all defaults are the CLI's.

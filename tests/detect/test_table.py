@@ -66,3 +66,27 @@ def test_result_for_a_row_does_not_depend_on_later_rows(correlated):
     cut, _ = run(det, train, test[:200])
     assert np.allclose(full.score[: k + 200], cut.score)
     assert np.array_equal(full.is_anomaly[: k + 200], cut.is_anomaly)
+
+
+def warming(correlated, n, start=0.0, rate=0.01, seed=1):
+    """The four correlated sensors plus a fifth that only warms up slowly (a water temperature)."""
+    noise = np.random.default_rng(seed).standard_normal(n) * 0.02
+    return np.column_stack([correlated(n), 25 + start + rate * np.arange(n) + noise])
+
+
+def test_a_sensor_that_only_trends_in_training_is_watched_by_its_changes_not_its_level(correlated):
+    train = warming(correlated, 600)
+    det = TableDetector([*NAMES, "TT-500"]).fit(train, np.arange(600, dtype=float))
+    assert det.slow_.tolist() == [False] * 4 + [True]
+    assert det.feature_names()[-1] == "TT-500 (rate)"
+    test = warming(correlated, 3000, start=6.0)  # keeps warming far beyond anything seen in training
+    test[2000:, 4] += 3.0  # a sudden jump: a change no slow warm-up makes
+    res, k = run(det, train, test)
+    assert res.is_anomaly[k : k + 2000].mean() < 0.05
+    assert res.is_anomaly[k + 2000] and "TT-500" in res.reason[k + 2000]
+
+
+def test_stationary_sensors_are_not_slow_and_limits_cover_every_training_block(correlated):
+    det, _ = fitted(correlated)
+    assert not det.slow_.any()
+    assert all(np.all(lim.limit_ > 0) for lim in det.limits.values())

@@ -4,11 +4,13 @@ Order of work, every step causal (row t only sees rows up to t):
 1. sensor health (stuck, missing, spikes, physical range, drift against peers, data gaps);
 2. faulty readings replaced by their peers' prediction, so they cannot poison step 3;
 3. process detectors: robust z and EWMA per sensor, dynamic PCA T² and SPE smoothed over a short
-   trailing window;
+   trailing window — on the levels of steady sensors and the one-row changes of "slow" ones (sensors
+   whose level wanders on a time scale longer than the training blocks, ``DetectConfig.slow_share``);
 4. each component divided by its own limit, the largest wins, alarm hysteresis, a reason.
 
 Every limit comes from the training rows alone, from *out-of-sample* scores (blocked cross-fitting,
-``thresholds.out_of_sample_scores``), so the false-alarm rate on new normal data is what was set.
+``thresholds.out_of_sample_scores``) and covers the worst held-out block as well as the pooled scores,
+so it allows for the block-to-block variation of normal operation, not only for the noise in it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ class DetectConfig:
       computed and reported but off by default: over many sensors its max alarms on single noisy
       readings that T²/SPE already weigh against the correlation structure.
     gap_factor: a time step longer than this many median training steps is a data gap.
+    slow_share: a sensor whose training variance lies more than this share *between* the means of
+      the ``folds`` contiguous training blocks (between-block variance above within-block variance
+      at 0.5) is "slow": its level wanders on a time scale the training window does not cover, so
+      no level limit learned from it can be trusted. Its level is left out of EWMA, T²/SPE and the
+      peer-drift check (a regression between trending series is spurious, Granger & Newbold 1974);
+      with ``slow_rates`` its one-row change, which is stationary, is monitored instead. Stuck,
+      spike, missing and range checks still apply to it.
+    block_limits: a limit must also cover the worst out-of-sample block, not only the pooled scores:
+      limit = max(pooled quantile, largest per-block quantile). New data differ from the training
+      rows at least as much as the training blocks differ from each other.
     """
 
     quantile: float = 0.995
@@ -53,6 +65,9 @@ class DetectConfig:
     drift_factor: float = 3.0
     components: tuple[str, ...] = ("ewma", "t2", "spe")
     min_train_rows: int = 30
+    slow_share: float = 0.5
+    slow_rates: bool = True
+    block_limits: bool = True
 
 
 @dataclass
@@ -66,6 +81,13 @@ class DetectResult:
 
     def fault_labels(self, j: int) -> list[str]:
         return [describe(int(b)) for b in self.faults[:, j]]
+
+
+def between_share(x: np.ndarray, folds: int) -> np.ndarray:
+    """Share of each column's variance that lies between the means of ``folds`` contiguous blocks."""
+    blocks = np.array_split(np.asarray(x, dtype=float), folds)
+    means = np.array([b.mean(axis=0) for b in blocks])
+    return means.var(axis=0) / np.maximum(np.asarray(x).var(axis=0), 1e-300)
 
 
 class TableDetector:
@@ -86,23 +108,52 @@ class TableDetector:
         self.health.fit(x)
         self.peers = PeerModel(limit_factor=cfg.drift_factor).fit(x)
         clean = self.peers.impute(x, ~np.isfinite(x))
-        self.used = ~self.health.constant_  # a sensor constant in training carries no information
-        if not self.used.any():
+        live = ~self.health.constant_  # a sensor constant in training carries no information
+        if not live.any():
             raise DetectInputError("every sensor is constant over the training rows; nothing to learn")
-        c = clean[:, self.used]
+        self.slow_ = live & (between_share(clean, cfg.folds) > cfg.slow_share)
+        if not (live & ~self.slow_).any():
+            self.slow_ = np.zeros_like(live)  # nothing else to watch: keep the levels
+        self.used = live & ~self.slow_
+        steady = np.flatnonzero(self.used)
+        self.drift_cols_ = steady
+        self.drift_peers = PeerModel(limit_factor=cfg.drift_factor).fit(x[:, steady])
+        c = self._features(clean)
         self.models = {
             "z": RobustZ().fit(c),
             "ewma": EWMA(cfg.ewma_lam).fit(c),
             "pca": PCAMonitor(lags=cfg.lags, explained=cfg.explained).fit(c),
         }
-        self.limits = {name: QuantileThreshold(cfg.quantile).fit(np.concatenate(blocks))
-                       for name, blocks in self._oos(c).items()}
+        self.limits = {name: self._limit(blocks) for name, blocks in self._oos(c).items()}
         if timestamps is not None and len(timestamps) > 1:
             steps = np.diff(np.asarray(timestamps, dtype=float))
             self.step_ = float(np.median(steps))
         else:
             self.step_ = None
         return self
+
+    def _limit(self, blocks: list[np.ndarray]) -> QuantileThreshold:
+        q = self.config.quantile
+        pooled = QuantileThreshold(q).fit(np.concatenate(blocks))
+        if self.config.block_limits:
+            worst = max(float(QuantileThreshold(q).fit(b).limit_) for b in blocks)
+            pooled.limit_ = np.maximum(pooled.limit_, worst)
+        return pooled
+
+    def _features(self, clean: np.ndarray) -> np.ndarray:
+        """Levels of the steady sensors, then one-row changes of the slow ones (causal)."""
+        cols = [clean[:, self.used]]
+        if self.config.slow_rates and self.slow_.any():
+            d = np.zeros((len(clean), int(self.slow_.sum())))
+            d[1:] = np.diff(clean[:, self.slow_], axis=0)
+            cols.append(d)
+        return np.hstack(cols)
+
+    def feature_names(self) -> list[str]:
+        names = [c for c, u in zip(self.columns, self.used, strict=True) if u]
+        if self.config.slow_rates:
+            names += [f"{c} (rate)" for c, s in zip(self.columns, self.slow_, strict=True) if s]
+        return names
 
     def _component_scores(self, models: dict, x: np.ndarray) -> dict[str, np.ndarray]:
         """Raw component scores for clean readings of the used sensors (rows in time order)."""
@@ -132,12 +183,13 @@ class TableDetector:
         x = as_2d(values)
         n = len(x)
         faults = self.health.score(x)
-        drift = self.peers.drift(np.where(faults > 0, np.nan, x))
+        drift = np.zeros(x.shape)
+        drift[:, self.drift_cols_] = self.drift_peers.drift(np.where(faults > 0, np.nan, x)[:, self.drift_cols_])
         faults[drift > 1.0] |= np.uint8(Fault.DRIFT)
         gap = np.zeros(n, dtype=bool)
         if timestamps is not None and self.step_ and n > 1:
             gap[1:] = np.diff(np.asarray(timestamps, dtype=float)) > self.config.gap_factor * self.step_
-        clean = self.peers.impute(x, faults > 0)[:, self.used]
+        clean = self._features(self.peers.impute(x, faults > 0))
         raw = self._component_scores(self.models, clean)
         norm = {k: self.limits[k].normalise(v) for k, v in raw.items()}
         evidence = [e for e in self._evidence(norm, clean, faults, drift, gap, timestamps)
@@ -153,7 +205,7 @@ class TableDetector:
         return DetectResult(score, alarm, text, faults, gap, norm)
 
     def _evidence(self, norm, clean, faults, drift, gap, timestamps) -> list[Evidence]:
-        names = [c for c, u in zip(self.columns, self.used, strict=True) if u]
+        names = self.feature_names()
         z = self.models["z"].score(clean)
         ew = self.models["ewma"].score(clean)
         pca: PCAMonitor = self.models["pca"]
