@@ -74,10 +74,10 @@ def test_train_until_a_timestamp_and_a_single_sensor_work(tmp_path):
          "duplicate timestamp"),
         (lambda f: f.assign(ts=[f["ts"][9] if i == 10 else (f["ts"][10] if i == 9 else v)
                                  for i, v in enumerate(f["ts"])]), "line 12"),
-        (lambda f: f.assign(**{"FIC-201": [np.nan if i == 3 else v for i, v in enumerate(f["FIC-201"])]}),
-         "column 'FIC-201' is empty on line 5"),
+        (lambda f: f.assign(**{"FIC-201": [np.nan if i < 150 else v for i, v in enumerate(f["FIC-201"])]}),
+         "column 'FIC-201' is empty in 75 % of the training rows"),
     ],
-    ids=["missing-time-column", "text-in-sensor", "duplicate-time", "out-of-order", "nan-in-training"],
+    ids=["missing-time-column", "text-in-sensor", "duplicate-time", "out-of-order", "mostly-empty-in-training"],
 )
 def test_bad_input_is_refused_with_row_and_column(tmp_path, change, message):
     src = write(tmp_path, change(plant()))
@@ -91,6 +91,19 @@ def test_malformed_csv_is_refused(tmp_path):
     src.write_text("ts,a,b\n1,2,3\n2,3,4,5,6\n")
     res = detect(str(src), "--time-col", "ts", "--out", str(tmp_path / "o.csv"))
     assert res.exit_code != 0 and "malformed CSV" in plain(res)
+
+
+def test_gaps_in_the_training_rows_are_left_out_of_fitting(tmp_path):
+    frame = plant()
+    frame.loc[[3, 40, 41, 120], "FIC-201"] = np.nan
+    src = write(tmp_path, frame)
+    out = tmp_path / "out.csv"
+    res = detect(str(src), "--time-col", "ts", "--train-rows", "200", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    clean = tmp_path / "clean.csv"
+    detect(str(write(tmp_path, plant(), name="c.csv")), "--time-col", "ts", "--train-rows", "200", "--out", str(clean))
+    got, ref = pd.read_csv(out), pd.read_csv(clean)
+    assert (got["is_anomaly"][300:] == ref["is_anomaly"][300:]).mean() > 0.95
 
 
 def test_missing_values_after_training_are_dropouts_not_errors(tmp_path):

@@ -103,8 +103,13 @@ class TableDetector:
     def fit(self, train: np.ndarray, timestamps: np.ndarray | None = None) -> Self:
         x = as_2d(train)
         cfg = self.config
+        complete = np.isfinite(x).all(axis=1)
+        if not complete.all():  # rows with a dropout teach nothing about the joint behaviour: leave them out
+            x = x[complete]
+            timestamps = None if timestamps is None else np.asarray(timestamps)[complete]
+        self.training_rows_skipped_ = int((~complete).sum())
         if len(x) < cfg.min_train_rows:
-            raise DetectInputError(f"need at least {cfg.min_train_rows} training rows, got {len(x)}")
+            raise DetectInputError(f"need at least {cfg.min_train_rows} complete training rows, got {len(x)}")
         self.health.fit(x)
         self.peers = PeerModel(limit_factor=cfg.drift_factor).fit(x)
         clean = self.peers.impute(x, ~np.isfinite(x))
