@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hazardloop.config import get_settings
+from hazardloop.connectors.cli import connectors_app
 from hazardloop.detect.cli import detect_command
 from hazardloop.text.cli import text_app
 
@@ -25,6 +26,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(user_app, name="user")
 app.add_typer(text_app, name="text")
+app.add_typer(connectors_app, name="connectors")
 app.command("detect")(detect_command)
 console = Console()
 
