@@ -98,22 +98,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
 
     from hazardloop.alarms.views import router as alarms_router
+    from hazardloop.analytics.views import router as analytics_router
     from hazardloop.auth.views import router as auth_router
     from hazardloop.hazards.attachment_views import router as attachment_router
     from hazardloop.hazards.ledger_views import router as ledger_router
     from hazardloop.hazards.views import router as hazards_router
     from hazardloop.notify.views import router as notify_router
     from hazardloop.plant.views import router as plant_router
+    from hazardloop.readings.views import router as readings_router
+    from hazardloop.web.cockpit_pages import router as cockpit_pages_router
     from hazardloop.web.hazard_pages import router as hazard_pages_router
     from hazardloop.web.pages import router as pages_router
 
     app.include_router(auth_router)
     app.include_router(plant_router)
+    app.include_router(readings_router)
     app.include_router(ledger_router)
     app.include_router(hazards_router)
     app.include_router(attachment_router)
     app.include_router(alarms_router)
     app.include_router(notify_router)
+    app.include_router(analytics_router)
+    app.include_router(cockpit_pages_router)
     app.include_router(hazard_pages_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=str(resources.files("hazardloop.web") / "static")), name="static")

@@ -54,7 +54,7 @@ def to_login(request: Request) -> RedirectResponse:
 
 @router.get("/")
 def home(user: MaybeUser) -> Response:
-    return RedirectResponse("/plant" if user else "/login", status_code=303)
+    return RedirectResponse("/cockpit" if user else "/login", status_code=303)
 
 
 @router.get("/login")

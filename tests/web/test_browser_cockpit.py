@@ -1,0 +1,76 @@
+"""The 驾驶舱 in a real browser: every chart draws, and a number clicked opens the list that has that many rows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hazardloop.demo.build import DEMO_PASSWORD, build_demo
+
+pytestmark = pytest.mark.browser
+
+CHARTS = ("chart-plan", "chart-heatmap", "chart-trend", "chart-progress", "chart-top")
+
+
+@pytest.fixture
+def demo_world(db, tmp_path: Path) -> None:  # noqa: ANN001
+    build_demo(db, data_dir=tmp_path, seed=1, days=1, hazards_per_day=0.5)
+
+
+def _login_to_cockpit(page, base: str) -> None:  # noqa: ANN001
+    page.goto(f"{base}/cockpit")
+    page.fill("input[name=username]", "manager")
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/cockpit")
+    page.wait_for_selector("#cockpit[data-ready='1']")
+
+
+def _list_total(page) -> int:  # noqa: ANN001
+    """The total the hazard list states in its summary line."""
+    page.wait_for_url(re.compile(r"/hazards\?"))
+    text = page.inner_text("[data-testid=hazard-count]")
+    numbers = re.findall(r"\d+", text)
+    assert numbers, text
+    return int(numbers[0])
+
+
+def test_manager_sees_every_chart_drawn(browser, live_server, demo_world, tmp_path: Path) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _login_to_cockpit(page, live_server)
+    for chart in CHARTS:
+        assert page.locator(f"#{chart} canvas").count() >= 1, chart
+    assert page.get_attribute("#chart-heatmap", "data-empty") is None
+    assert page.get_attribute("#chart-trend", "data-empty") is None
+    assert "未闭环隐患" in page.inner_text("[data-testid=kpis]")
+    page.screenshot(path=str(tmp_path / "cockpit.png"), full_page=True)
+    assert (tmp_path / "cockpit.png").stat().st_size > 20_000
+
+
+def test_clicking_the_overdue_kpi_opens_a_list_of_that_many(browser, live_server, demo_world) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _login_to_cockpit(page, live_server)
+    shown = int(page.get_attribute("[data-testid=kpi-overdue_hazards]", "data-value"))
+    page.click("[data-testid=kpi-overdue_hazards]")
+    assert "overdue=true" in page.url
+    assert _list_total(page) == shown
+
+
+def test_clicking_a_heatmap_cell_opens_its_area_and_category(browser, live_server, demo_world) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _login_to_cockpit(page, live_server)
+    page.locator("#chart-heatmap").scroll_into_view_if_needed()
+    cell = page.evaluate(
+        """() => {
+            const chart = echarts.getInstanceByDom(document.getElementById('chart-heatmap'));
+            const datum = chart.getOption().series[0].data[0];
+            const [x, y] = chart.convertToPixel({seriesIndex: 0}, datum.value.slice(0, 2));
+            const box = document.getElementById('chart-heatmap').getBoundingClientRect();
+            return {x: box.left + x, y: box.top + y, count: datum.value[2]};
+        }"""
+    )
+    page.mouse.click(cell["x"], cell["y"])
+    page.wait_for_url(re.compile(r"/hazards\?area_id=\d+&category=\w+"))
+    assert _list_total(page) == cell["count"]
