@@ -258,3 +258,15 @@ def test_list_filter_dates_need_a_zone(client, world: World) -> None:
     ok = client.get("/api/v1/hazards", params={"found_from": "2026-01-01T00:00:00+08:00"}, headers=world.auth(OFFICER))
     bad = client.get("/api/v1/hazards", params={"found_from": "2026-01-01"}, headers=world.auth(OFFICER))
     assert ok.status_code == 200 and bad.status_code == 422 and "found_from" in bad.text
+
+
+def test_review_follows_the_close_and_links_the_repeat(client, db, world: World) -> None:  # noqa: ANN001
+    earlier = make_hazard(db, state=S.CLOSED, area_id=world.area_a, responsible_id=None)
+    closed = make_hazard(db, state=S.CLOSED, area_id=world.area_a, responsible_id=None)
+    open_one = make_hazard(db, state=S.RECTIFYING, area_id=world.area_a, responsible_id=None)
+    body = {"root_cause": "接地线未纳入月检", "lessons": "纳入月度电气检查表", "repeat_of_id": earlier.id}
+    r = client.patch(f"/api/v1/hazards/{closed.id}/review", json=body, headers=world.auth(OFFICER))
+    assert r.status_code == 200 and r.json()["repeat_of_id"] == earlier.id and r.json()["lessons"]
+    still_open = client.patch(f"/api/v1/hazards/{open_one.id}/review", json=body, headers=world.auth(OFFICER))
+    by_rectifier = client.patch(f"/api/v1/hazards/{closed.id}/review", json=body, headers=world.auth(RECTIFIER))
+    assert (still_open.status_code, by_rectifier.status_code) == (409, 403)

@@ -255,6 +255,14 @@ class TransitionRequest(_Strict):
     approved: bool | None = None  # extension decision
 
 
+class ReviewUpdate(_Strict):
+    """复盘: what is learned after a hazard is closed — a post-close record, not a state."""
+
+    root_cause: str | None = Field(default=None, max_length=4000)
+    lessons: str | None = Field(default=None, max_length=4000)
+    repeat_of_id: int | None = None
+
+
 class HazardRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -294,6 +302,9 @@ class HazardRead(BaseModel):
     rejected_reason: str | None
     duplicate_of_id: int | None
     possible_duplicate_of_id: int | None
+    root_cause: str | None = None
+    lessons: str | None = None
+    repeat_of_id: int | None = None
     ai_model: str | None
     ai_suggestion: dict[str, Any] | None
     ai_confidence: float | None

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from hazardloop.auth import audit, authz
 from hazardloop.auth.models import User
 from hazardloop.db import utcnow
-from hazardloop.errors import InvalidInput, NotFound
+from hazardloop.errors import Conflict, InvalidInput, NotFound
 from hazardloop.hazards import workflow
 from hazardloop.hazards.models import (
     DEADLINE_STATES,
@@ -30,6 +30,7 @@ from hazardloop.hazards.models import (
     HazardEvent,
     HazardSource,
     HazardState,
+    ReviewUpdate,
     TransitionRequest,
 )
 from hazardloop.hazards.reference import categories, legal_level, policy
@@ -441,6 +442,36 @@ def _decide_extension(db: Session, hazard: Hazard, request: TransitionRequest, a
     pending.approved, pending.decision_note = request.approved, request.note
     if request.approved:
         hazard.deadline = pending.new_deadline
+
+
+def review(db: Session, *, actor: User, hazard_id: int, data: ReviewUpdate, now: dt.datetime | None = None) -> Hazard:
+    """Record the 复盘 of a closed hazard: root cause, lessons, and the earlier hazard it repeats."""
+    authz.require(actor, "hazard.review")
+    hazard = get(db, actor=actor, hazard_id=hazard_id)
+    if HazardState(hazard.state) is not HazardState.CLOSED:
+        raise Conflict(f"a review (复盘) follows the close; this hazard is {hazard.state}")
+    changes = data.model_dump(exclude_unset=True)
+    if changes.get("repeat_of_id") is not None:
+        earlier = get(db, actor=actor, hazard_id=changes["repeat_of_id"])
+        if earlier.id == hazard.id:
+            raise InvalidInput("repeat_of_id", "a hazard cannot repeat itself")
+    before = audit.snapshot(hazard)
+    for key, value in changes.items():
+        setattr(hazard, key, value)
+    now = now or utcnow()
+    hazard.updated_at = now
+    add_event(db, hazard, actor=actor, kind="review", at=now, note=(data.root_cause or "")[:200])
+    audit.record(
+        db,
+        actor=actor,
+        action="hazard.review",
+        target_type="hazard",
+        target_id=hazard.id,
+        before=before,
+        after=audit.snapshot(hazard),
+    )
+    db.commit()
+    return hazard
 
 
 def comment(db: Session, *, actor: User, hazard_id: int, text: str, now: dt.datetime | None = None) -> HazardEvent:

@@ -19,6 +19,7 @@ from hazardloop.hazards.models import (
     HazardRead,
     HazardSource,
     HazardState,
+    ReviewUpdate,
     TransitionRequest,
 )
 from hazardloop.web.deps import Actor, Db
@@ -125,6 +126,12 @@ def get_hazard(hazard_id: int, actor: Actor, db: Db) -> HazardRead:
 @router.post("/{hazard_id}/transition", response_model=HazardRead)
 def transition(hazard_id: int, body: TransitionRequest, actor: Actor, db: Db) -> HazardRead:
     return read(service.transition(db, actor=actor, hazard_id=hazard_id, request=body), actor)
+
+
+@router.patch("/{hazard_id}/review", response_model=HazardRead)
+def review_hazard(hazard_id: int, body: ReviewUpdate, actor: Actor, db: Db) -> HazardRead:
+    """复盘 of a closed hazard: root cause, lessons, the earlier hazard it repeats."""
+    return read(service.review(db, actor=actor, hazard_id=hazard_id, data=body), actor)
 
 
 @router.get("/{hazard_id}/timeline", response_model=list[HazardEventRead])
