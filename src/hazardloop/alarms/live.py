@@ -50,6 +50,16 @@ LIMIT_TYPES: tuple[tuple[str, int], ...] = (
     (AlarmType.LIMIT_LL.value, -2))
 ROW_TYPES: tuple[str, ...] = (*(t for t, _ in LIMIT_TYPES), AlarmType.STATISTICAL.value,
                               *(fault_type(kind) for kind, _ in FAULT_KINDS))
+CALIBRATION_VERSION = 1
+
+
+def calibration_name(name: str) -> str:
+    """The ``DetectorState`` row holding the verdict-learned limits of detector ``name``.
+
+    A row of its own, not part of the carried state: the running detector rewrites its state every
+    batch, so a calibration written by ``alarms.learning`` in another process would be overwritten.
+    """
+    return f"{name}:calibration"
 
 
 class SensorConfig(Protocol):
@@ -124,6 +134,10 @@ class LiveDetection:
     packet is not a fault); ``fault_off_delay_s`` / ``stat_off_delay_s`` of normal readings before a
     fault or statistical alarm clears, so an intermittent fault folds into one alarm instead of fifty.
     Limit alarms use each sensor's own on/off delays from the plant register.
+
+    ``z_limits`` holds the statistical limit per sensor: ``z_limit`` everywhere, except where people's
+    verdicts recalibrated it (``alarms.learning``; loaded on ``start``/``load``, or ``apply_calibration``).
+    Configured L/LL/H/HH limits are never touched by that learning.
     """
 
     def __init__(self, sensors: Sequence[SensorConfig], *, name: str = "live", z_limit: float = 6.0,
@@ -140,6 +154,8 @@ class LiveDetection:
         self.monitor = StreamingMonitor(p, self.limits, z_limit=z_limit, stuck_seconds=stuck_seconds,
                                         gap_seconds=gaps, spike_factor=spike_factor)
         self.z_limit = z_limit
+        self.z_limits = np.full(p, float(z_limit))  # (p,) robust sigmas; broadcast by StreamingMonitor
+        self.monitor.z_limit = self.z_limits  # type: ignore[assignment]  # shared: calibration updates in place
         self.draft_window_rows = draft_window_rows
         k = len(ROW_TYPES)
         self.on_delay = np.zeros((k, p))
@@ -167,7 +183,7 @@ class LiveDetection:
     @classmethod
     def start(cls, db: Session, *, actor: User, **params: Any) -> LiveDetection:
         """Build over the enabled sensors ``actor`` may see (a machine user with all areas, for the worker)
-        and resume from the saved state. Call again after the sensor list changes."""
+        and resume from the saved state and calibration. Call again after the sensor list changes."""
         from hazardloop.plant import service as plant
 
         sensors = [s for s in plant.list_sensors(db, actor=actor) if s.enabled]
@@ -358,7 +374,7 @@ class LiveDetection:
             return self.limits.describe(col, LIMIT_TYPES[k][1], held_s=on if on > 0 else None)
         if name == AlarmType.STATISTICAL.value:
             z = abs(value - self.monitor.median_[col]) * self.monitor.inv_scale_[col]
-            return f"{tag} {z:.1f} robust sigma from normal (limit {self.z_limit:g})"
+            return f"{tag} {z:.1f} robust sigma from normal (limit {self.z_limits[col]:g})"
         return f"{tag} sensor fault: {name.split(':', 1)[1]}"
 
     def _window(self, ts: np.ndarray, x: np.ndarray, row: int) -> ChartWindow:
@@ -388,6 +404,39 @@ class LiveDetection:
                 report.cleared.append(cleared.id)
         self.silent_on = silent
 
+    # ---- verdict-learned statistical limits -------------------------------------------------------
+    def apply_calibration(self, z_limits: Mapping[str, float]) -> None:
+        """Set the statistical limit per tag (tags not given go back to the default ``z_limit``).
+
+        Only the robust-z limit moves here; configured alarm limits are engineering settings that
+        no verdict may change. Unknown tags are ignored (a sensor removed since the calibration).
+        """
+        limits = np.full(len(self.sensors), float(self.z_limit))
+        for tag, value in z_limits.items():
+            col = self._col.get(tag)
+            if col is None:
+                continue
+            if not (np.isfinite(value) and value > 0):
+                raise InvalidInput(tag, f"statistical limit must be a positive number, got {value!r}")
+            limits[col] = float(value)
+        self.z_limits[:] = limits
+
+    def load_calibration(self, db: Session) -> dict[str, float]:
+        """Apply the stored calibration of this detector (none stored: the default everywhere)."""
+        blob = service.detector_blob(db, calibration_name(self.name))
+        z_limits: dict[str, float] = {}
+        if blob is not None:
+            try:
+                stored = json.loads(blob)
+                if stored.get("version") != CALIBRATION_VERSION:
+                    raise ValueError(f"calibration version {stored.get('version')}")
+                z_limits = {str(tag): float(v) for tag, v in stored["z_limit"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("calibration of %r unreadable (%s); using the default limit", self.name, exc)
+                z_limits = {}
+        self.apply_calibration(z_limits)
+        return z_limits
+
     # ---- state across restarts ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -415,6 +464,7 @@ class LiveDetection:
         self._reset()
         self.monitor._reset_state()
         self.limits.reset()
+        self.load_calibration(db)
         row = db.get(DetectorState, self.name)
         if row is None:
             return False

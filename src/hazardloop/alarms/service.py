@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -29,6 +29,7 @@ from hazardloop.alarms.models import (
     AlarmEvent,
     AlarmNotification,
     ChartWindow,
+    DetectorState,
     Severity,
     Verdict,
 )
@@ -539,3 +540,29 @@ def auto_hazard_draft(db: Session, *, alarm_id: int, evidence: ChartWindow | Non
 
 def is_sensor_fault(alarm_type: str) -> bool:
     return alarm_type.startswith(f"{SENSOR_FAULT_PREFIX}:")
+
+
+# ---------------------------------------------------------------- labels and calibration (alarms/learning.py)
+
+
+def judged_alarms(db: Session, *, alarm_type: str, tags: Collection[str] | None = None) -> list[Alarm]:
+    """Alarms of one type that a person has judged, oldest first: the labels detector learning reads."""
+    query = select(Alarm).where(Alarm.type == alarm_type, Alarm.verdict.is_not(None))
+    if tags is not None:
+        query = query.where(Alarm.tag.in_(list(tags)))
+    return list(db.scalars(query.order_by(Alarm.first_at, Alarm.id)))
+
+
+def detector_blob(db: Session, name: str) -> str | None:
+    """The stored JSON of a detector's carried state or calibration (``DetectorState``), if any."""
+    row = db.get(DetectorState, name)
+    return None if row is None else row.blob
+
+
+def _store_detector_blob(db: Session, *, name: str, blob: str, now: dt.datetime) -> None:
+    """Write a ``DetectorState`` row in the caller's transaction (the caller audits and commits)."""
+    row = db.get(DetectorState, name)
+    if row is None:
+        db.add(DetectorState(name=name, blob=blob, updated_at=now))
+    else:
+        row.blob, row.updated_at = blob, now
