@@ -223,3 +223,19 @@ def test_pages_ask_for_a_login(client, world: World) -> None:  # noqa: ANN001
     response = client.get("/hazards/new?area=TANK", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=%2Fhazards%2Fnew%3Farea%3DTANK"  # the QR code's area survives
+
+
+def test_cockpit_drill_filters_narrow_the_list_and_its_export(client, db, world) -> None:  # noqa: ANN001
+    from helpers import make_hazard
+
+    from hazardloop.hazards.models import HazardState
+
+    open_one = make_hazard(db, state=HazardState.RECTIFYING, area_id=world.area_a, responsible_id=None)
+    closed = make_hazard(db, state=HazardState.CLOSED, area_id=world.area_a, responsible_id=None)
+    client.post("/login", data={"username": "admin", "password": "correct-horse-9"})
+    page = client.get("/hazards", params={"open": "true"})
+    assert page.status_code == 200 and open_one.number in page.text and closed.number not in page.text
+    export = client.get("/api/v1/hazards/export.csv", params={"open_only": "true",
+                                                               "found_from": "2020-01-01T00:00:00+08:00"})
+    assert export.status_code == 200 and open_one.number in export.content.decode("utf-8-sig")
+    assert "open_only=true" in page.text

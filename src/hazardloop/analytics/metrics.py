@@ -32,7 +32,8 @@ from hazardloop.hazards.reference import categories
 from hazardloop.plant import service as plant
 
 HAZARD_LIST = "/hazards"
-HAZARD_LIST_FILTERS = frozenset({"area_id", "state", "level", "category", "source", "overdue", "q"})
+HAZARD_LIST_FILTERS = frozenset({"area_id", "state", "level", "category", "source", "overdue", "open", "q",
+                                 "found_from", "found_to", "closed_from", "closed_to"})
 ALARM_LIST = "/api/v1/alarms"  # the console API; the alarm page will take its place
 ALARM_LIST_FILTERS = frozenset({"active", "acknowledged", "area_id", "severity", "sensor_id", "type", "shelved"})
 TREND_WEEKS = 52

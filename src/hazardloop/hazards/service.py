@@ -105,6 +105,8 @@ class HazardFilter:
     text: str | None = None
     found_from: dt.datetime | None = None
     found_to: dt.datetime | None = None
+    closed_from: dt.datetime | None = None
+    closed_to: dt.datetime | None = None
 
 
 def _filtered(actor: User, f: HazardFilter, now: dt.datetime) -> Select:
@@ -132,6 +134,10 @@ def _filtered(actor: User, f: HazardFilter, now: dt.datetime) -> Select:
         query = query.where(Hazard.found_at >= f.found_from)
     if f.found_to is not None:
         query = query.where(Hazard.found_at < f.found_to)
+    if f.closed_from is not None:
+        query = query.where(Hazard.closed_at >= f.closed_from)
+    if f.closed_to is not None:
+        query = query.where(Hazard.closed_at < f.closed_to)
     if f.text:
         pattern = f"%{f.text}%"
         query = query.where(

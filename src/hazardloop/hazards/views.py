@@ -56,6 +56,8 @@ def hazard_filter(
     q: Annotated[str | None, Query(max_length=200)] = None,
     found_from: AwareDatetime | None = None,
     found_to: AwareDatetime | None = None,
+    closed_from: AwareDatetime | None = None,
+    closed_to: AwareDatetime | None = None,
 ) -> service.HazardFilter:
     return service.HazardFilter(
         area_id=area_id,
@@ -69,6 +71,8 @@ def hazard_filter(
         text=q,
         found_from=found_from,
         found_to=found_to,
+        closed_from=closed_from,
+        closed_to=closed_to,
     )
 
 

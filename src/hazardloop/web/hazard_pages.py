@@ -120,12 +120,14 @@ def _people(db: Session, ids: set[int | None]) -> dict[int, User]:
 def _assignable(db: Session, area_id: int) -> list[User]:
     """Active people who could take the hazard on: their role may start the rectification
     (the ASSIGNED → RECTIFYING rule) and they can see the area — what service._assign checks."""
-    roles = sorted({
-        role.value
-        for rule in workflow.rules()
-        if rule.source is HazardState.ASSIGNED and rule.target is HazardState.RECTIFYING
-        for role in rule.roles
-    })
+    roles = sorted(
+        {
+            role.value
+            for rule in workflow.rules()
+            if rule.source is HazardState.ASSIGNED and rule.target is HazardState.RECTIFYING
+            for role in rule.roles
+        }
+    )
     return sorted(auth_service.users_for(db, roles=roles, area_id=area_id), key=lambda u: u.display_name)
 
 
@@ -135,6 +137,19 @@ def _not_found(request: Request, user: User) -> Response:
 
 
 # ---------------------------------------------------------------- the list
+
+
+def _day(value: str | None) -> dt.date | None:
+    """A plant day from the URL (YYYY-MM-DD); anything else is dropped like other stale filters."""
+    try:
+        return dt.date.fromisoformat((value or "").strip()) if value else None
+    except ValueError:
+        return None
+
+
+def _plant_midnight(day: dt.date | None) -> dt.datetime | None:
+    """Days are plant days (Beijing time), as the cockpit counts them."""
+    return None if day is None else dt.datetime.combine(day, dt.time(), tzinfo=BEIJING).astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,11 @@ class ListQuery:
     category: str | None = None
     source: HazardSource | None = None
     overdue: bool | None = None
+    open: bool = False
+    found_from: dt.date | None = None
+    found_to: dt.date | None = None
+    closed_from: dt.date | None = None
+    closed_to: dt.date | None = None
     q: str = ""
     page: int = 1
 
@@ -170,6 +190,11 @@ class ListQuery:
             category=pick("category", categories()),
             source=HazardSource(source) if source else None,
             overdue=None if overdue is None else overdue == "true",
+            open=(params.get("open") or "").strip() == "true",
+            found_from=_day(params.get("found_from")),
+            found_to=_day(params.get("found_to")),
+            closed_from=_day(params.get("closed_from")),
+            closed_to=_day(params.get("closed_to")),
             q=(params.get("q") or "").strip()[:200],
             page=max(1, min(int(page), 100_000)) if page.isdigit() and len(page) < 7 else 1,
         )
@@ -182,8 +207,33 @@ class ListQuery:
             category=self.category,
             source=self.source,
             overdue=self.overdue,
+            open_only=self.open,
+            found_from=_plant_midnight(self.found_from),
+            found_to=_plant_midnight(self.found_to),
+            closed_from=_plant_midnight(self.closed_from),
+            closed_to=_plant_midnight(self.closed_to),
             text=self.q or None,
         )
+
+    def api_params(self) -> str:
+        """The same filters in the REST API's terms (open_only, zone-qualified times), for the export links."""
+        f = self.filters()
+        values = {
+            "area_id": f.area_id,
+            "state": f.state.value if f.state else None,
+            "level": f.level,
+            "category": f.category,
+            "source": f.source.value if f.source else None,
+            "overdue": None if f.overdue is None else str(f.overdue).lower(),
+            "open_only": "true" if f.open_only else None,
+            "q": f.text,
+            **{
+                name: getattr(f, name).isoformat()
+                for name in ("found_from", "found_to", "closed_from", "closed_to")
+                if getattr(f, name) is not None
+            },
+        }
+        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
 
     def params(self, **changes: Any) -> str:  # noqa: ANN401
         """The query string of these filters (without empty ones), page included unless it is 1."""
@@ -194,6 +244,11 @@ class ListQuery:
             "category": self.category,
             "source": self.source.value if self.source else None,
             "overdue": None if self.overdue is None else str(self.overdue).lower(),
+            "open": "true" if self.open else None,
+            "found_from": self.found_from.isoformat() if self.found_from else None,
+            "found_to": self.found_to.isoformat() if self.found_to else None,
+            "closed_from": self.closed_from.isoformat() if self.closed_from else None,
+            "closed_to": self.closed_to.isoformat() if self.closed_to else None,
             "q": self.q or None,
             "page": self.page if self.page > 1 else None,
         }
@@ -219,7 +274,7 @@ def _list_context(db: Session, user: User, query: ListQuery, now: dt.datetime) -
         "pages": pages,
         "first": offset + 1 if rows else 0,
         "last": offset + len(rows),
-        "export": query.params(page=None),
+        "export": query.api_params(),
         "now": now,
     }
 
@@ -364,7 +419,12 @@ def _detail_context(db: Session, user: User, hazard: Hazard, lang: str) -> dict[
 
 
 def _render_detail(
-    request: Request, db: Session, user: User, hazard_id: int, status_code: int = 200, **extra: Any  # noqa: ANN401
+    request: Request,
+    db: Session,
+    user: User,
+    hazard_id: int,
+    status_code: int = 200,
+    **extra: Any,  # noqa: ANN401
 ) -> Response:
     try:
         hazard = service.get(db, actor=user, hazard_id=hazard_id)
@@ -439,9 +499,7 @@ def transition_request(form: FormData, target: HazardState) -> TransitionRequest
         raise InvalidInput(str(error["loc"][0]) if error.get("loc") else "form", error.get("msg", "")) from exc
 
 
-def _store_photos(
-    request: Request, db: Session, user: User, hazard_id: int, form: FormData, phases: list[str]
-) -> None:
+def _store_photos(request: Request, db: Session, user: User, hazard_id: int, form: FormData, phases: list[str]) -> None:
     """Store the photos a move asked for before the move itself, since its guard looks for them.
 
     If the move is then refused, the photos stay: they are evidence either way, and the person
@@ -555,7 +613,11 @@ def report_suggestion(
 
 
 def _report_form(
-    request: Request, db: Session, user: User, status_code: int = 200, **extra: Any  # noqa: ANN401
+    request: Request,
+    db: Session,
+    user: User,
+    status_code: int = 200,
+    **extra: Any,  # noqa: ANN401
 ) -> Response:
     areas = plant.list_areas(db, actor=user)
     return render(
