@@ -86,7 +86,7 @@ def db(engine) -> Iterator[Session]:  # noqa: ANN001
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "var", database_url=database_url, secret_key="test-secret",
-                    scheduler_enabled=False)
+                    scheduler_enabled=False, demo_stream=False)
 
 
 @pytest.fixture

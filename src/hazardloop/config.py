@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     scheduler_enabled: bool = Field(default=True, description="Run deadline reminders/escalation in-process.")
     scheduler_interval_minutes: int = Field(default=10, ge=1, le=1440)
+    demo_stream: bool = Field(default=True, description="Stream the demo plant live when this database holds it.")
 
     @classmethod
     def settings_customise_sources(

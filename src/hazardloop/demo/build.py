@@ -136,6 +136,23 @@ def _build_plant(db: Session, admin: User, spec: PlantSpec) -> None:
         )
 
 
+def _build_stream_user(db: Session, admin: User) -> None:
+    """The machine user the live demo stream writes and judges readings as (operator, every area)."""
+    from hazardloop.demo.live import STREAM_USER
+
+    auth_service.create_user(
+        db,
+        actor=admin,
+        data=UserCreate(
+            username=STREAM_USER,
+            display_name="演示数据流 Demo stream",
+            role=Role.OPERATOR,
+            is_machine=True,
+            all_areas=True,
+        ),
+    )
+
+
 def _build_people(db: Session, admin: User) -> None:
     for person in DEMO_PEOPLE[1:]:
         area_ids = [plant.area_by_code(db, code).id for code in person.areas] if person.areas else []
@@ -184,6 +201,7 @@ def build_demo(
         with console.status("building the plant model / 正在建立装置模型"):
             _build_plant(db, admin, spec)
             _build_people(db, admin)
+            _build_stream_user(db, admin)
         # the year ends at today's midnight (UTC): deterministic for a seed and a build date
         today = today or dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         with console.status("simulating a year of hazards / 正在生成一年的隐患台账"):

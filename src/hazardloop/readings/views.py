@@ -43,9 +43,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _store_lock = threading.Lock()
 
 
-def get_store(request: Request) -> ReadingStore:
-    """The app's one ReadingStore, opened on first use under data_dir (double-checked under a lock)."""
-    state = request.app.state
+def store_for(state: Any) -> ReadingStore:  # noqa: ANN401 - the app's Starlette State
+    """The app's one ReadingStore, opened on first use under data_dir (double-checked under a lock).
+
+    Shared by the routes and the in-process demo stream, since one process owns the DuckDB file.
+    """
     store = getattr(state, "readings_store", None)
     if store is None:
         with _store_lock:
@@ -54,6 +56,10 @@ def get_store(request: Request) -> ReadingStore:
                 store = ReadingStore.for_data_dir(state.settings.ensure_data_dir())
                 state.readings_store = store
     return store
+
+
+def get_store(request: Request) -> ReadingStore:
+    return store_for(request.app.state)
 
 
 Store = Annotated[ReadingStore, Depends(get_store)]

@@ -81,9 +81,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 application.state.session_factory, interval_minutes=settings.scheduler_interval_minutes
             )
             add_notify_job(application.state.session_factory, scheduler=scheduler)
+        demo = None
+        if settings.demo_stream:
+            from hazardloop.demo.live import DemoStream
+            from hazardloop.readings.views import store_for
+
+            demo = DemoStream(application.state.session_factory, store_for(application.state))
+            if not demo.start():
+                demo = None
         yield
+        if demo is not None:
+            demo.stop()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        store = getattr(application.state, "readings_store", None)
+        if store is not None:
+            store.close()  # checkpoint the DuckDB log into the file
 
     app = FastAPI(
         lifespan=lifespan,
