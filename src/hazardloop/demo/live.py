@@ -27,8 +27,9 @@ from hazardloop.readings.store import ReadingStore
 
 log = logging.getLogger(__name__)
 STREAM_USER = "demo-stream"
-STEP = dt.timedelta(seconds=10)
-FIT_HISTORY = dt.timedelta(hours=12)
+STEP = dt.timedelta(seconds=1)  # the demo's gas detectors report every second (plant.toml sample_period_s)
+WAKE = dt.timedelta(seconds=2)
+FIT_HISTORY = dt.timedelta(hours=6)
 
 
 class DemoStream:
@@ -75,7 +76,7 @@ class DemoStream:
                 batch, pending = _due(rows, pending, utcnow())
                 if batch:
                     self._handle(db, live, ids, spec.tags, batch)
-                self._stop.wait(self.step.total_seconds())
+                self._stop.wait(max(WAKE, self.step).total_seconds())
 
     def _handle(
         self,
