@@ -60,3 +60,17 @@ def test_a_silent_feed_is_reported(rng):
     mon.update(np.arange(10.0), rng.standard_normal((10, 2)))
     assert mon.silent(now=12.0).tolist() == [False, False]
     assert mon.silent(now=20.0).tolist() == [True, True]
+
+
+def test_a_jump_across_a_gap_is_not_a_spike():
+    from hazardloop.detect.health import Fault
+    from hazardloop.detect.pipeline import StreamingMonitor
+
+    rng = np.random.default_rng(3)
+    history = np.cumsum(rng.normal(0, 0.01, size=(500, 1)), axis=0) + 50
+    monitor = StreamingMonitor(1, gap_seconds=60.0).fit(history)
+    monitor.update(np.arange(10.0), np.full((10, 1), 50.0) + rng.normal(0, 0.01, (10, 1)))
+    after_gap = monitor.update(np.array([10.0 + 3600]), np.array([[58.0]]))  # an hour later, moved on
+    assert not (after_gap.faults & np.uint8(Fault.SPIKE)).any()
+    sudden = monitor.update(np.array([3611.0]), np.array([[70.0]]))  # a second later: a real spike
+    assert (sudden.faults & np.uint8(Fault.SPIKE)).any()

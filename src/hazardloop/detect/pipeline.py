@@ -131,7 +131,14 @@ class StreamingMonitor:
         np.abs(jump, out=jump)
         faults = (~good).view(np.uint8) * np.uint8(Fault.MISSING)
         faults |= stuck.view(np.uint8) * np.uint8(Fault.STUCK)
-        faults |= (jump > self.jump_limit_).view(np.uint8) * np.uint8(Fault.SPIKE)
+        # A jump is a spike only against a recent reading: after a gap (a restart, a link outage) the
+        # process has simply moved on, and comparing across the gap would flag every drifting sensor.
+        prev_time = np.empty_like(x)
+        prev_time[0] = self.last_good_time
+        prev_time[1:] = np.where(good[:-1], ts[:-1, None], np.nan)
+        _fill_from_above(prev_time)
+        recent = (ts[:, None] - prev_time) <= self.gap_seconds
+        faults |= ((jump > self.jump_limit_) & recent).view(np.uint8) * np.uint8(Fault.SPIKE)
         if self.limits is not None:
             faults |= self.limits.out_of_range(x).view(np.uint8) * np.uint8(Fault.RANGE)
             level, limit_alarm = self.limits.update(ts, x)

@@ -42,7 +42,7 @@ def _safe_next(target: str | None) -> str:
     """Only same-site paths, so the login form cannot be used as an open redirect."""
     if target and target.startswith("/") and not target.startswith("//"):
         return target
-    return "/plant"
+    return "/"
 
 
 def to_login(request: Request) -> RedirectResponse:
@@ -68,7 +68,7 @@ def login_submit(
     db: Db,
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=256)],
-    next: Annotated[str, Form()] = "/plant",
+    next: Annotated[str, Form()] = "/",
 ) -> Response:  # noqa: A002
     user = auth_service.authenticate(db, username=username, password=password)
     if user is None:
