@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import ColumnElement, DateTime, Engine, MetaData, case, create_engine, event, func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -130,6 +130,21 @@ def current_revision(url: str) -> str | None:
         heads = MigrationContext.configure(connection).get_current_heads()
     engine.dispose()
     return ",".join(sorted(heads)) or None
+
+
+# ---------------------------------------------------------------- SQL that differs by dialect
+
+
+def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """COUNT of rows where `condition` holds, inside one aggregate query (works on SQLite and PostgreSQL)."""
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def as_days(db: Session, column: ColumnElement) -> ColumnElement[float]:
+    """A timestamp as fractional days on a fixed scale; differences of two are durations in days."""
+    if db.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", column) / 86400.0
+    return func.julianday(column)
 
 
 # Every domain that owns tables is listed here, so Alembic (and tests) see the whole schema.

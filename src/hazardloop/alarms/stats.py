@@ -2,7 +2,7 @@
 
 Part of the alarms domain, scoped by the actor's areas like service.list_for_user. Counting is
 done in SQL (SUM(CASE ...), GROUP BY) so a year of alarms costs one small result row; the only
-dialect-specific piece is turning a timestamp into days (_days), for SQLite and PostgreSQL.
+dialect-specific piece is turning a timestamp into days (db.as_days), for SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from hazardloop.alarms.models import Alarm, Verdict
 from hazardloop.auth import authz
 from hazardloop.auth.models import User
+from hazardloop.db import as_days, count_if
 
 
 def _scoped(actor: User, *columns: ColumnElement) -> Select:
@@ -25,16 +26,6 @@ def _scoped(actor: User, *columns: ColumnElement) -> Select:
     if visible is not None:
         query = query.where(Alarm.area_id.in_(visible))
     return query
-
-
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
-def _days(db: Session, column: ColumnElement) -> ColumnElement[float]:
-    if db.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", column) / 86400.0
-    return func.julianday(column)
 
 
 @dataclass(frozen=True)
@@ -51,15 +42,15 @@ class Raised:
 
 def raised_between(db: Session, *, actor: User, since: dt.datetime, until: dt.datetime) -> Raised:
     """Alarms whose first_at lies in [since, until): counts by verdict and the mean first_at → acknowledged_at."""
-    ack_minutes = (_days(db, Alarm.acknowledged_at) - _days(db, Alarm.first_at)) * 1440.0
+    ack_minutes = (as_days(db, Alarm.acknowledged_at) - as_days(db, Alarm.first_at)) * 1440.0
     row = db.execute(
         _scoped(
             actor,
             func.count(),
-            _count_if(Alarm.verdict == Verdict.TRUE_ALARM.value),
-            _count_if(Alarm.verdict == Verdict.FALSE_ALARM.value),
-            _count_if(Alarm.verdict == Verdict.SENSOR_FAULT.value),
-            _count_if(Alarm.acknowledged_at.is_not(None)),
+            count_if(Alarm.verdict == Verdict.TRUE_ALARM.value),
+            count_if(Alarm.verdict == Verdict.FALSE_ALARM.value),
+            count_if(Alarm.verdict == Verdict.SENSOR_FAULT.value),
+            count_if(Alarm.acknowledged_at.is_not(None)),
             func.avg(case((Alarm.acknowledged_at.is_not(None), cast(ack_minutes, Float)), else_=None)),
         ).where(Alarm.first_at >= since, Alarm.first_at < until)
     ).one()

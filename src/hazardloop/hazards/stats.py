@@ -5,7 +5,7 @@ actor's areas exactly as service.list_for_user is, and the overdue condition is 
 expression as the list's ``overdue`` filter, so a number here equals the list it drills into.
 Counting happens in SQL (GROUP BY, SUM(CASE ...)): the cockpit must stay fast on years of
 history, and a Python loop over every row would not. Written to run unchanged on SQLite and
-PostgreSQL; the only dialect-specific piece is turning a timestamp into days (_days).
+PostgreSQL; the only dialect-specific piece is turning a timestamp into days (db.as_days).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, case, cast, func, literal, select
+from sqlalchemy import ColumnElement, Select, and_, cast, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Float, Integer
 
 from hazardloop.auth import authz
 from hazardloop.auth.models import User
+from hazardloop.db import as_days, count_if
 from hazardloop.hazards.models import DEADLINE_STATES, OPEN_STATES, Hazard, HazardState
 
 _OPEN = [s.value for s in OPEN_STATES]
@@ -45,17 +46,6 @@ def overdue_condition(now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
-def _days(db: Session, column: ColumnElement) -> ColumnElement[float]:
-    """A timestamp as fractional days on a fixed scale; differences of two are durations in days."""
-    if db.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", column) / 86400.0
-    return func.julianday(column)
-
-
 @dataclass(frozen=True)
 class Counts:
     open: int
@@ -69,9 +59,9 @@ def counts(db: Session, *, actor: User, now: dt.datetime) -> Counts:
     row = db.execute(
         _scoped(
             actor,
-            _count_if(is_open),
-            _count_if(overdue_condition(now)),
-            _count_if(and_(is_open, Hazard.is_major.is_(True))),
+            count_if(is_open),
+            count_if(overdue_condition(now)),
+            count_if(and_(is_open, Hazard.is_major.is_(True))),
         )
     ).one()
     return Counts(open=int(row[0]), overdue=int(row[1]), major_open=int(row[2]))
@@ -96,14 +86,14 @@ def closures(db: Session, *, actor: User, since: dt.datetime, until: dt.datetime
     completed = func.coalesce(Hazard.completed_at, Hazard.closed_at)
     regular = Hazard.fast_path.is_(False)
     has_deadline = and_(regular, Hazard.deadline.is_not(None))
-    duration = _days(db, Hazard.closed_at) - _days(db, Hazard.found_at)
+    duration = as_days(db, Hazard.closed_at) - as_days(db, Hazard.found_at)
     row = db.execute(
         _scoped(
             actor,
             func.count(),
-            _count_if(Hazard.fast_path.is_(True)),
-            _count_if(has_deadline),
-            _count_if(and_(has_deadline, completed <= Hazard.deadline)),
+            count_if(Hazard.fast_path.is_(True)),
+            count_if(has_deadline),
+            count_if(and_(has_deadline, completed <= Hazard.deadline)),
             func.avg(cast(duration, Float)),
         ).where(
             Hazard.state == HazardState.CLOSED.value,
@@ -137,9 +127,9 @@ def per_area(db: Session, *, actor: User, now: dt.datetime) -> list[AreaCounts]:
             actor,
             Hazard.area_id,
             func.count(),
-            _count_if(is_open),
-            _count_if(overdue_condition(now)),
-            _count_if(and_(is_open, Hazard.is_major.is_(True))),
+            count_if(is_open),
+            count_if(overdue_condition(now)),
+            count_if(and_(is_open, Hazard.is_major.is_(True))),
         ).group_by(Hazard.area_id)
     ).all()
     return [AreaCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
@@ -178,7 +168,7 @@ def weekly(
         (Hazard.found_at, found, None),
         (Hazard.closed_at, closed, Hazard.state == HazardState.CLOSED.value),
     ):
-        bucket = cast(func.floor((_days(db, column) - _days(db, _literal_time(start))) / 7.0), Integer)
+        bucket = cast(func.floor((as_days(db, column) - as_days(db, _literal_time(start))) / 7.0), Integer)
         query = _scoped(actor, bucket, func.count()).where(column >= start, column < end)
         if extra is not None:
             query = query.where(extra)
