@@ -153,3 +153,11 @@ def test_a_rule_with_a_wider_cap_is_bounded_by_that_cap(db, world, live, gt101):
 def test_without_a_fitted_detector_nothing_is_calibrated(db, world, gt101):
     assert recalibrate(db, now=NOW) == []
     assert plant.list_sensors(db, actor=world.admin)  # the plant is there, only the normal is missing
+
+
+def test_recalibration_is_offered_to_administrators_over_the_api(client, world) -> None:  # noqa: ANN001
+    from hazardloop.auth.roles import Role
+
+    assert client.post("/api/v1/alarms/recalibrate", headers=world.auth(Role.OPERATOR)).status_code == 403
+    r = client.post("/api/v1/alarms/recalibrate", headers=world.auth(Role.ADMIN))
+    assert r.status_code == 200 and isinstance(r.json(), list)

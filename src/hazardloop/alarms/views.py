@@ -62,6 +62,18 @@ def list_alarms(actor: Actor, db: Db, filters: Filters, limit: int = Query(50, g
     return AlarmPage(total=total, items=[_read(a) for a in rows])
 
 
+@router.post("/recalibrate")
+def recalibrate(actor: Actor, db: Db) -> list[dict]:
+    """Learn from people's verdicts: recompute each judged sensor's statistical limit (bounded; the
+    configured L/LL/H/HH limits never move). Returns every judged sensor, changed or not."""
+    from dataclasses import asdict
+
+    from hazardloop.alarms import learning
+    from hazardloop.db import utcnow
+
+    return [asdict(c) | {"changed": c.changed} for c in learning.recalibrate(db, now=utcnow(), actor=actor)]
+
+
 @router.get("/{alarm_id}", response_model=AlarmDetail)
 def get_alarm(alarm_id: int, actor: Actor, db: Db) -> AlarmDetail:
     alarm = service.get(db, actor=actor, alarm_id=alarm_id)
