@@ -4,8 +4,7 @@
 // drawn, #cockpit gets data-ready="1" (the browser tests wait for it).
 (function () {
   "use strict";
-  const COLOURS = { red: "#d9363e", orange: "#f08c2e", yellow: "#f2c230", blue: "#3d7fd9", none: "#b9c0c8" };
-  const GRADES = ["red", "orange", "yellow", "blue"];
+  const { COLOURS, GRADES } = window.hlSitePlan;
   const SERIES_COLOURS = { found: "#0b6bcb", closed: "#2f9e5b", open: "#0b6bcb", overdue: "#d9363e", alarms: "#f08c2e" };
 
   let data, L, zh;
@@ -35,44 +34,15 @@
     const areas = data.areas.filter((a) => site && a.site_id === site.id && a.polygon && a.polygon.length >= 3);
     if (!site || !areas.length) return empty(chart);
     const el = chart.getDom();
-    el.style.height = Math.round(Math.min(520, el.clientWidth * (site.height / site.width)) + 40) + "px";
+    hlSitePlan.fitHeight(el, site, 520);
     chart.resize();
-    chart.setOption({
-      tooltip: {
-        formatter: (p) => {
-          const a = areas[p.dataIndex];
-          if (!a) return "";
-          return `<b>${esc(a.code)} · ${esc(areaName(a))}</b><br>${esc(L["grade." + (a.grade || "none")])}<br>` +
-            `${esc(L["cockpit.open"])}: ${a.open}<br>${esc(L["cockpit.overdue"])}: ${a.overdue}<br>` +
-            `${esc(L["cockpit.major_open"])}: ${a.major_open}<br>${esc(L["cockpit.active_alarms"])}: ${a.active_alarms}` + hint(a.drill_open);
-        },
-      },
-      legend: { data: GRADES.map((g) => L["grade." + g]), bottom: 0, selectedMode: false },
-      grid: { left: 8, right: 8, top: 8, bottom: 40 },
-      xAxis: { type: "value", min: 0, max: site.width, show: false },
-      yAxis: { type: "value", min: 0, max: site.height, show: false, inverse: true },
-      series: [
-        {
-          type: "custom",
-          coordinateSystem: "cartesian2d",
-          data: areas.map((a, i) => [i]),
-          renderItem: (params, api) => {
-            const a = areas[params.dataIndex];
-            const points = a.polygon.map((p) => api.coord(p));
-            const cx = points.reduce((s, p) => s + p[0], 0) / points.length;
-            const cy = points.reduce((s, p) => s + p[1], 0) / points.length;
-            return {
-              type: "group",
-              children: [
-                { type: "polygon", shape: { points }, style: { fill: COLOURS[a.grade || "none"], opacity: 0.75, stroke: "#333", lineWidth: 1 } },
-                { type: "text", x: cx, y: cy, style: { text: `${a.code}\n${L["cockpit.open"]} ${a.open}`, fill: "#111", align: "center", verticalAlign: "middle", font: "bold 12px sans-serif", lineHeight: 16 } },
-              ],
-            };
-          },
-        },
-        ...GRADES.map((g) => ({ name: L["grade." + g], type: "scatter", data: [], itemStyle: { color: COLOURS[g] } })),
-      ],
-    });
+    chart.setOption(hlSitePlan.option(site, areas, {
+      gradeName: (g) => L["grade." + g],
+      label: (a) => `${a.code}\n${L["cockpit.open"]} ${a.open}`,
+      tooltip: (a) => `<b>${esc(a.code)} · ${esc(areaName(a))}</b><br>${esc(L["grade." + (a.grade || "none")])}<br>` +
+        `${esc(L["cockpit.open"])}: ${a.open}<br>${esc(L["cockpit.overdue"])}: ${a.overdue}<br>` +
+        `${esc(L["cockpit.major_open"])}: ${a.major_open}<br>${esc(L["cockpit.active_alarms"])}: ${a.active_alarms}` + hint(a.drill_open),
+    }));
     chart.on("click", (p) => { if (p.seriesType === "custom") go(areas[p.dataIndex].drill_open); });
   }
 
