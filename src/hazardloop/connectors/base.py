@@ -14,14 +14,17 @@ withholds the broker acknowledgement (MQTT QoS 1) — see ARCHITECTURE.md §7 "n
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -286,3 +289,38 @@ class Stopper:
 
 def now_ms(clock: Clock) -> int:
     return int(clock.time() * 1000)
+
+
+async def reconnect_forever(
+    connector: Any,  # noqa: ANN401 - any connector with status, backoff, clock, _stopper, kind
+    session: Callable[[], Awaitable[bool]],
+    errors: tuple[type[BaseException], ...],
+    *,
+    after: Callable[[], None] | None = None,
+    up_on_error: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run one connection after another until stopped, with capped, jittered back-off between them.
+
+    `session` returns whether the connection got as far as delivering (then the back-off starts over);
+    an expected error (refused, reset, timed out) is recorded in the status, never raised. `after`
+    runs once per ended connection (flush what was batched).
+    """
+    attempt = 0
+    while not connector._stopper.is_set():
+        error: BaseException | None = None
+        try:
+            was_up = await session()
+        except errors as exc:
+            error, was_up = exc, up_on_error()
+        if after is not None:
+            after()
+        connector.status.mark_disconnected(error)
+        if connector._stopper.is_set():
+            break
+        attempt = 0 if was_up else attempt
+        delay = connector.backoff.delay(attempt)
+        attempt += 1
+        connector.status.reconnects += 1
+        log.warning("%s %s: disconnected (%s); reconnecting in %.2fs", connector.kind, connector.status.name, error,
+                    delay)
+        await connector._stopper.sleep(connector.clock, delay)

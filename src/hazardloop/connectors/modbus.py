@@ -14,7 +14,6 @@ gateways swap words).
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,9 +23,16 @@ import numpy as np
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from hazardloop.connectors.base import Backoff, Batcher, Clock, ConnectorStatus, ReadingSink, Stopper, SystemClock
-
-log = logging.getLogger(__name__)
+from hazardloop.connectors.base import (
+    Backoff,
+    Batcher,
+    Clock,
+    ConnectorStatus,
+    ReadingSink,
+    Stopper,
+    SystemClock,
+    reconnect_forever,
+)
 
 MAX_REGISTERS_PER_READ = 125
 
@@ -137,24 +143,8 @@ class ModbusConnector:
         self._stopper.set()
 
     async def run(self) -> None:
-        attempt = 0
-        while not self._stopper.is_set():
-            error: BaseException | None = None
-            was_up = False
-            try:
-                was_up = await self._session()
-            except (OSError, ModbusException, ConnectionError) as exc:
-                error = exc
-            self.batcher.flush()
-            self.status.mark_disconnected(error)
-            if self._stopper.is_set():
-                break
-            attempt = 0 if was_up else attempt
-            delay = self.backoff.delay(attempt)
-            attempt += 1
-            self.status.reconnects += 1
-            log.warning("modbus %s: disconnected (%s); reconnecting in %.2fs", self.status.name, error, delay)
-            await self._stopper.sleep(self.clock, delay)
+        await reconnect_forever(self, self._session, (OSError, ModbusException, ConnectionError),
+                                after=self.batcher.flush)
 
     def drop_connection(self) -> None:
         """Close the client's transport (tests use it to prove reconnects)."""

@@ -57,7 +57,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hazardloop.connectors.base import Backoff, Batcher, Clock, ConnectorStatus, ReadingSink, Stopper, SystemClock
+from hazardloop.connectors.base import (
+    Backoff,
+    Batcher,
+    Clock,
+    ConnectorStatus,
+    ReadingSink,
+    Stopper,
+    SystemClock,
+    reconnect_forever,
+)
 
 log = logging.getLogger(__name__)
 
@@ -281,23 +290,12 @@ class MqttConnector:
         self._stopper.set()
 
     async def run(self) -> None:
-        attempt = 0
-        while not self._stopper.is_set():
-            error: BaseException | None = None
-            try:
-                await asyncio.to_thread(self._session)
-            except (OSError, MqttConnectError) as exc:  # refused, reset, timed out, DNS: all retried
-                error = exc
-            self.status.mark_disconnected(error)
-            if self._stopper.is_set():
-                break
-            if self._ready:  # it had been up: start the back-off from the beginning
-                attempt = 0
-            delay = self.backoff.delay(attempt)
-            attempt += 1
-            self.status.reconnects += 1
-            log.warning("mqtt %s: disconnected (%s); reconnecting in %.2fs", self.status.name, error, delay)
-            await self._stopper.sleep(self.clock, delay)
+        async def session() -> bool:
+            await asyncio.to_thread(self._session)
+            return self._ready  # it had been up: the back-off starts from the beginning
+
+        # refused, reset, timed out, DNS: all retried
+        await reconnect_forever(self, session, (OSError, MqttConnectError), up_on_error=lambda: self._ready)
 
     def drop_connection(self) -> None:
         """Cut the socket under the client (tests and `connectors run` use it to prove reconnects)."""

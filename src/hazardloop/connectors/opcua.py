@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from datetime import UTC
 from typing import Any
 
 import numpy as np
 from asyncua import Client, ua
 
-from hazardloop.connectors.base import Backoff, Batcher, Clock, ConnectorStatus, ReadingSink, Stopper, SystemClock
-
-log = logging.getLogger(__name__)
+from hazardloop.connectors.base import (
+    Backoff,
+    Batcher,
+    Clock,
+    ConnectorStatus,
+    ReadingSink,
+    Stopper,
+    SystemClock,
+    reconnect_forever,
+)
 
 
 class OpcUaConnector:
@@ -61,24 +67,8 @@ class OpcUaConnector:
         self._stopper.set()
 
     async def run(self) -> None:
-        attempt = 0
-        while not self._stopper.is_set():
-            error: BaseException | None = None
-            was_up = False
-            try:
-                was_up = await self._session()
-            except (OSError, TimeoutError, ua.UaError, ConnectionError) as exc:
-                error = exc
-            self._flush()
-            self.status.mark_disconnected(error)
-            if self._stopper.is_set():
-                break
-            attempt = 0 if was_up else attempt
-            delay = self.backoff.delay(attempt)
-            attempt += 1
-            self.status.reconnects += 1
-            log.warning("opcua %s: disconnected (%s); reconnecting in %.2fs", self.status.name, error, delay)
-            await self._stopper.sleep(self.clock, delay)
+        await reconnect_forever(self, self._session, (OSError, TimeoutError, ua.UaError, ConnectionError),
+                                after=self._flush)
 
     async def drop_connection(self) -> None:
         """Cut the transport under the client (tests use it to prove reconnects)."""
