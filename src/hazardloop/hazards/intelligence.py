@@ -8,6 +8,7 @@ reference codes.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,16 @@ class HazardSuggestion(BaseModel):
 
 
 def _category_model(data_dir: Path | None) -> TextModel | None:
+    """The enterprise's trained model, if any — loaded once per file version, not on every keystroke."""
     path = data_dir / CATEGORY_MODEL_FILE if data_dir else None
-    return load_model(path) if path is not None and path.exists() else None
+    if path is None or not path.exists():
+        return None
+    return _load_cached(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: Path, mtime_ns: int) -> TextModel:  # mtime in the key: a retrained file is reloaded
+    return load_model(path)
 
 
 def _coded(prediction: Any, names: dict) -> SuggestedCode | None:  # noqa: ANN401 - text.classifier.Prediction
