@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = Field(default=True, description="Run deadline reminders/escalation in-process.")
     scheduler_interval_minutes: int = Field(default=10, ge=1, le=1440)
     demo_stream: bool = Field(default=True, description="Stream the demo plant live when this database holds it.")
+    readings_url: str = Field(
+        default="",
+        description="Where sensor readings live: empty = a DuckDB file under data_dir (one process); "
+        "a postgresql+psycopg:// URL = a PostgreSQL table several ingest workers can share.",
+    )
+    mqtt_url: str = Field(
+        default="",
+        description="MQTT broker (mqtt://host:1883) the server ingests live readings from, and the demo "
+        "plant publishes to; empty = no broker (the demo streams in-process).",
+    )
+    mqtt_topic: str = Field(default="hazardloop/{site}/{tag}", description="Topic template (connectors/README.md).")
+    mqtt_group: str = Field(default="hazardloop", description="MQTT v5 shared-subscription group of ingest workers.")
 
     @classmethod
     def settings_customise_sources(

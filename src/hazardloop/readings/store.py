@@ -24,8 +24,10 @@ Design choices, and why:
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -34,7 +36,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+log = logging.getLogger(__name__)
 DEFAULT_FILENAME = "readings.duckdb"
+
+Listener = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+"""Called after each commit with the newly stored rows only: (sensor_id int32, ts int64 ms, value float64)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -94,6 +100,7 @@ class ReadingStore:
         self._con = duckdb.connect(str(self.path), read_only=read_only)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._listeners: list[Listener] = []
         self._closed = False
         if not read_only:
             self._con.execute(SCHEMA)
@@ -127,6 +134,26 @@ class ReadingStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ------------------------------------------------------------ listeners
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Hear of every reading once it is durable, whoever wrote it (HTTP, a connector, the demo).
+
+        Live detection listens here instead of being called by each writer, so no ingest path can
+        forget it. The listener runs in the writer's thread after the commit and must be quick
+        (queue the rows); an exception in it is logged, never turned into a failed write, because
+        the readings are already stored. Returns the call that unsubscribes.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _announce(self, sensor_id: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(sensor_id, ts, value)
+            except Exception:  # noqa: BLE001 - the rows are stored; a listener bug must not fail the writer
+                log.exception("reading-store listener %r failed", listener)
 
     # ------------------------------------------------------------ writes
 
@@ -167,7 +194,7 @@ class ReadingStore:
                 try:
                     done = cursor.execute(
                         "INSERT INTO readings SELECT sensor_id, ts, value, quality, ? FROM _batch "
-                        "ON CONFLICT DO NOTHING RETURNING sensor_id, ts",
+                        "ON CONFLICT DO NOTHING RETURNING sensor_id, ts, value",
                         [now_ms()],
                     ).fetchnumpy()
                     inserted = len(done["ts"])
@@ -178,6 +205,10 @@ class ReadingStore:
                     raise
             finally:
                 cursor.unregister("_batch")
+        if inserted and self._listeners:
+            self._announce(
+                done["sensor_id"].astype(np.int32), done["ts"].astype(np.int64), done["value"].astype(np.float64)
+            )
 
         dup_idx = [dup_in_batch[:, 1]]
         con_idx, con_val = [con_in_batch[:, 1]], [val[con_in_batch[:, 0]]]
