@@ -11,6 +11,7 @@ from rich.table import Table
 
 from hazardloop.config import get_settings
 from hazardloop.connectors.cli import connectors_app
+from hazardloop.detect.backfill_cli import backfill_command
 from hazardloop.detect.cli import detect_command
 from hazardloop.text.cli import text_app
 
@@ -28,6 +29,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(text_app, name="text")
 app.add_typer(connectors_app, name="connectors")
 app.command("detect")(detect_command)
+app.command("backfill")(backfill_command)
 console = Console()
 
 
