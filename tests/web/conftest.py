@@ -63,3 +63,20 @@ def live_server(app) -> Iterator[str]:  # noqa: ANN001
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def screenshot(tmp_path):  # noqa: ANN001, ANN201
+    """Take a full-page screenshot; with HAZARDLOOP_SCREENSHOT_DIR set (e.g. docs/screenshots) keep a copy there,
+    which is how the README pictures are refreshed."""
+    keep = os.environ.get("HAZARDLOOP_SCREENSHOT_DIR")
+
+    def take(page, name: str) -> int:  # noqa: ANN001
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            shutil.copyfile(path, os.path.join(keep, f"{name}.png"))
+        return path.stat().st_size
+
+    return take

@@ -58,9 +58,21 @@ def type_label(alarm_type: str, t: Any) -> str:  # noqa: ANN401 - the template's
     return alarm_type
 
 
+SHELVE_CHOICES_H = (1, 2, 4, 8, 12, 24, 48, 72)  # offered durations, cut to escalation.toml's max_hours
+
+
+def shelve_hours() -> list[int]:
+    limit = service.escalation_policy().max_shelve.total_seconds() / 3600
+    return [h for h in SHELVE_CHOICES_H if h <= limit]
+
+
 def _abilities(user: User) -> dict[str, bool]:
     can_act = authz.has_permission(user, "alarm.act")
-    return {"can_act": can_act, "can_draft": can_act and authz.has_permission(user, "hazard.report")}
+    return {
+        "can_act": can_act,
+        "can_draft": can_act and authz.has_permission(user, "hazard.report"),
+        "can_shelve": authz.has_permission(user, "alarm.shelve"),
+    }
 
 
 def _common(db: Session, user: User) -> dict[str, Any]:
@@ -71,6 +83,7 @@ def _common(db: Session, user: User) -> dict[str, Any]:
         "named": _name,
         "type_label": type_label,
         "max_comment": MAX_COMMENT,
+        "shelve_hours": shelve_hours(),
         **_abilities(user),
     }
 
@@ -208,7 +221,7 @@ def _render_detail(request: Request, db: Session, user: User, alarm_id: int, *, 
 def alarm_detail(request: Request, alarm_id: int, user: MaybeUser, db: Db, done: str | None = None) -> Response:
     if user is None:
         return to_login(request)
-    shown = done if done in {"acknowledged", "verdict", "hazard"} else None
+    shown = done if done in {"acknowledged", "verdict", "hazard", "shelved", "unshelved"} else None
     return _render_detail(request, db, user, alarm_id, done=shown)
 
 
@@ -306,3 +319,30 @@ def alarm_to_hazard(request: Request, alarm_id: int, user: MaybeUser, db: Db,
 
     return _act(request, db, user, alarm_id, back, "hazard", action)
 
+
+
+@router.post("/alarms/{alarm_id:int}/shelve")
+def alarm_shelve(request: Request, alarm_id: int, user: MaybeUser, db: Db,
+                 hours: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
+                 back: Annotated[str, Form()] = "") -> Response:
+    """Shelve during maintenance: recorded, never notified, for at most escalation.toml's max_hours."""
+
+    def action() -> None:
+        if not hours.isdigit() or int(hours) not in shelve_hours():
+            raise InvalidInput("hours", f"choose one of {', '.join(map(str, shelve_hours()))} hours")
+        if len(reason) > MAX_COMMENT:
+            raise InvalidInput("reason", f"at most {MAX_COMMENT} characters")
+        now = utcnow()
+        service.shelve(db, actor=user, alarm_id=alarm_id, until=now + dt.timedelta(hours=int(hours)),
+                       reason=reason, now=now)
+
+    return _act(request, db, user, alarm_id, back, "shelved", action)
+
+
+@router.post("/alarms/{alarm_id:int}/unshelve")
+def alarm_unshelve(request: Request, alarm_id: int, user: MaybeUser, db: Db,
+                   back: Annotated[str, Form()] = "") -> Response:
+    def action() -> None:
+        service.unshelve(db, actor=user, alarm_id=alarm_id)
+
+    return _act(request, db, user, alarm_id, back, "unshelved", action)

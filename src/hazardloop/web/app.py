@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from hazardloop.notify.views import router as notify_router
     from hazardloop.plant.views import router as plant_router
     from hazardloop.readings.views import router as readings_router
+    from hazardloop.web.admin_pages import router as admin_pages_router
     from hazardloop.web.alarm_pages import router as alarm_pages_router
     from hazardloop.web.cockpit_pages import router as cockpit_pages_router
     from hazardloop.web.hazard_pages import router as hazard_pages_router
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cockpit_pages_router)
     app.include_router(hazard_pages_router)
     app.include_router(alarm_pages_router)
+    app.include_router(admin_pages_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=str(resources.files("hazardloop.web") / "static")), name="static")
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from hazardloop.auth import authz
 from hazardloop.auth import service as auth_service
 from hazardloop.auth.models import User
 from hazardloop.plant import service as plant
@@ -21,21 +22,35 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(resources.files("hazardloop.web") / "templates"))
 MaybeUser = Annotated[User | None, Depends(optional_user)]
 
+# The admin sections (web/admin_pages.py) and the permission that opens each; the navigation shows
+# "Admin" only to users who may open at least one of them.
+ADMIN_SECTIONS: tuple[tuple[str, str], ...] = (("plant", "plant.write"), ("sensors", "sensor.write"),
+                                               ("users", "user.read"), ("channels", "notify.read"))
 
-def _language(request: Request, user: User | None) -> str:
+
+def admin_sections(user: User | None) -> list[str]:
+    if user is None:
+        return []
+    return [name for name, permission in ADMIN_SECTIONS if authz.has_permission(user, permission)]
+
+
+def language_of(request: Request, user: User | None) -> str:
+    """The page language: the hl_lang cookie, else the user's own setting, else the site default."""
     fallback = (user.language if user and user.language else None) or request.app.state.settings.default_language
     return pick_language(request.cookies.get(LANG_COOKIE), fallback)
 
 
+_language = language_of  # the name hazard_pages imports
+
+
 def render(request: Request, name: str, user: User | None, status_code: int = 200, **context: Any) -> HTMLResponse:
-    language = _language(request, user)
+    language = language_of(request, user)
 
     def t(key: str, **values: object) -> str:
         return translate(key, language, **values)
 
-    return templates.TemplateResponse(
-        request, name, {"user": user, "lang": language, "t": t, **context}, status_code=status_code
-    )
+    shared = {"user": user, "lang": language, "t": t, "admin_nav": bool(admin_sections(user))}
+    return templates.TemplateResponse(request, name, {**shared, **context}, status_code=status_code)
 
 
 def _safe_next(target: str | None) -> str:

@@ -28,12 +28,18 @@
   }
 
   // ------------------------------------------------------------ four-colour site plan (as plant.js)
+  let planChart = null;
   function drawPlan() {
-    const chart = init("chart-plan");
-    const site = data.sites[0];
+    if (planChart) { charts.splice(charts.indexOf(planChart), 1); planChart.dispose(); }
+    const chart = planChart = init("chart-plan");
+    delete chart.getDom().dataset.empty;
+    const wanted = Number(chart.getDom().dataset.site);
+    const site = data.sites.find((s) => s.id === wanted) || data.sites[0];
     const areas = data.areas.filter((a) => site && a.site_id === site.id && a.polygon && a.polygon.length >= 3);
-    if (!site || !areas.length) return empty(chart);
     const el = chart.getDom();
+    el.dataset.drawnSite = site ? site.id : "";
+    el.dataset.areas = areas.map((a) => a.code).join(" ");  // what is drawn, which the browser tests read
+    if (!site || !areas.length) return empty(chart);
     hlSitePlan.fitHeight(el, site, 520);
     chart.resize();
     chart.setOption(hlSitePlan.option(site, areas, {
@@ -148,6 +154,25 @@
     L = JSON.parse(document.getElementById("cockpit-labels").textContent);
     zh = root.dataset.lang === "zh-CN";
     [drawPlan, drawHeatmap, drawTrend, drawProgress, drawTop].forEach((draw) => draw());
+    // Site selector: redraw the plan in place and keep the choice in the URL (and in the period form).
+    const siteSelect = document.getElementById("plan-site");
+    if (siteSelect) siteSelect.addEventListener("change", () => {
+      document.getElementById("chart-plan").dataset.site = siteSelect.value;
+      const kept = document.getElementById("pp-site");
+      if (kept) kept.value = siteSelect.value;
+      const url = new URL(window.location.href);
+      url.searchParams.set("site", siteSelect.value);
+      window.history.replaceState(null, "", url);
+      drawPlan();
+    });
+    // Period picker: a preset applies at once; "custom" waits for the dates and the Apply button.
+    document.querySelectorAll("#period-form input[name=period]").forEach((radio) => radio.addEventListener("change", () => {
+      if (radio.value !== "custom") radio.form.submit();
+      else document.getElementById("pp-start").focus();
+    }));
+    ["pp-start", "pp-end"].forEach((id) => document.getElementById(id).addEventListener("change", () => {
+      document.getElementById("pp-custom").checked = true;
+    }));
     window.addEventListener("resize", () => charts.forEach((c) => c.resize()));
     root.dataset.ready = "1";
   });
