@@ -166,9 +166,8 @@ takes them. Each consumer subscribes through an MQTT v5 shared subscription and 
 ![readings/s](mqtt_ingest.png)
 
 **What this measures:** decode → numpy batch → in-memory sink, with QoS 1 acknowledgements sent only
-after the sink accepted each batch. **What it does not:** the durable store. The end-to-end figure
-into the readings store (DuckDB) comes when that sink is plugged into the connector (issue 5 follow-up);
-expect it to be bounded by the store's insert rate, not by MQTT.
+after the sink accepted each batch. **What it does not:** the durable store; the end-to-end figure into
+the reading store (DuckDB and PostgreSQL, through StoreSink) is in [mqtt_store.md](mqtt_store.md).
 """
     )
 

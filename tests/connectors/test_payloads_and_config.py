@@ -75,3 +75,26 @@ def test_csv_sink_writes_readings_per_utc_day(tmp_path) -> None:
     first, second = sorted(tmp_path.glob("*.csv"))
     assert first.read_text().splitlines() == ["tag,ts_ms,value,unit", f"A,{T0},1.5,bar"]
     assert second.name == "readings-20240611.csv"
+
+
+def test_a_store_sink_and_a_persistent_session_are_read_from_the_file(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "worker.toml"
+    path.write_text(
+        '[sink]\nkind = "store"\nrefresh_s = 2\n\n[[mqtt]]\nname = "w1"\ntopic = "p/{tag}"\n'
+        'client_id = "worker-1"\nsession_expiry_s = 300\n'
+    )
+    parsed = config.load(path)
+    assert parsed.sink.kind == "store" and parsed.sink.refresh_s == 2
+    (connector,) = parsed.build(sink=object())  # type: ignore[arg-type]
+    assert connector.client_id == "worker-1" and connector.session_expiry_s == 300
+    with pytest.raises(config.ConnectorConfigError, match="needs the settings"):
+        parsed.sink.build()
+    result = CliRunner().invoke(connectors_app, ["check", str(path)])
+    assert result.exit_code == 0 and "reading store" in result.output
+
+
+def test_an_unknown_sink_kind_is_refused_naming_the_key(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "bad.toml"
+    path.write_text('[sink]\nkind = "duckdb"\n\n[[mqtt]]\nname = "w1"\n')
+    with pytest.raises(config.ConnectorConfigError, match="sink.kind"):
+        config.load(path)

@@ -2,8 +2,8 @@
 
 Connectors turn an outside source (MQTT, OPC UA, Modbus) into readings. They never talk to the
 readings store directly: they hand batches of numpy arrays to a `ReadingSink`, so the store can
-change (CSV today, DuckDB from `hazardloop.readings` later) without touching protocol code, and
-so tests can plug in a list.
+change (CSV files, or DuckDB / PostgreSQL through `hazardloop.readings.sink.StoreSink`) without
+touching protocol code, and so tests can plug in a list.
 
 Batching is by count *and* by age (default 5,000 readings or 200 ms): a store writes far faster
 in batches, and the age bound keeps an alarm from waiting on a quiet plant. A sink that raises
@@ -114,8 +114,9 @@ class ConnectorStatus:
         if error is not None:
             self.last_error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
 
-    def note_malformed(self, where: str, why: str) -> None:
-        self.malformed += 1
+    def note_malformed(self, where: str, why: str, count: int = 1) -> None:
+        """Count `count` bad messages or readings sharing one reason, and keep the reason for the status."""
+        self.malformed += count
         self.recent_malformed.append(f"{where}: {why}"[:300])
         del self.recent_malformed[:-20]
 

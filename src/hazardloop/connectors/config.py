@@ -3,8 +3,8 @@
 Example (every key shown; see README.md beside this file for each one's meaning)::
 
     [sink]
-    kind = "csv"                      # only "csv" until the readings store lands
-    folder = "var/readings-csv"
+    kind = "store"                    # the reading store of the settings (readings_url); or "csv" + folder
+    refresh_s = 5.0                   # reload the tag → sensor map at most this often
 
     [[mqtt]]
     name = "plant-broker"
@@ -13,6 +13,8 @@ Example (every key shown; see README.md beside this file for each one's meaning)
     topic = "plant/{area}/{tag}"      # {tag} names the sensor; other {placeholders} match any level
     group = "hazardloop"              # MQTT v5 shared subscription $share/<group>/...; "" to turn off
     qos = 1
+    client_id = "worker-1"            # with session_expiry_s: a restarted worker resumes its session
+    session_expiry_s = 300
 
     [[opcua]]
     name = "dcs"
@@ -85,6 +87,8 @@ class MqttConfig(_Source):
     password: str | None = None
     keepalive_s: int = Field(default=30, ge=5)
     max_unacked: int = Field(default=20, ge=1)
+    client_id: str | None = None  # fixed id: needed with session_expiry_s, so a restarted worker resumes
+    session_expiry_s: int = Field(default=0, ge=0)  # >0: the broker keeps unacknowledged messages for us
 
     @field_validator("topic")
     @classmethod
@@ -105,6 +109,8 @@ class MqttConfig(_Source):
             password=self.password,
             keepalive_s=self.keepalive_s,
             max_unacked=self.max_unacked,
+            client_id=self.client_id,
+            session_expiry_s=self.session_expiry_s,
             max_readings=self.max_readings,
             max_age_s=self.max_age_s,
             backoff=self.backoff.build(),
@@ -180,10 +186,15 @@ class ModbusConfig(_Source):
 
 
 class SinkConfig(_Strict):
-    kind: Literal["csv"] = "csv"
-    folder: Path = Path("var/readings-csv")
+    """Where readings go: ``store`` = the reading store the settings name (the ingest worker), ``csv`` = files."""
+
+    kind: Literal["csv", "store"] = "csv"
+    folder: Path = Path("var/readings-csv")  # csv only
+    refresh_s: float = Field(default=5.0, ge=0)  # store only: reload the tag map at most this often
 
     def build(self) -> ReadingSink:
+        if self.kind == "store":
+            raise ConnectorConfigError('a "store" sink needs the settings: open it with connectors.cli.open_sink')
         return CsvSink(self.folder)
 
 

@@ -325,7 +325,9 @@ class MqttConnector:
         props.SessionExpiryInterval = self.session_expiry_s
         self._client = client
         try:
-            client.connect(self.host, self.port, self.keepalive_s, clean_start=True, properties=props)
+            # A session that outlives the connection must be resumed, or the broker's queue for it is thrown away.
+            clean_start = self.session_expiry_s == 0
+            client.connect(self.host, self.port, self.keepalive_s, clean_start=clean_start, properties=props)
             self._wait_ready(client)
             self.status.mark_connected(self.clock.time())
             log.info("mqtt %s: subscribed to %s", self.status.name, self.topics.shared_filter(self.group))

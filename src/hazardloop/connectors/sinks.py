@@ -1,7 +1,7 @@
-"""Sinks that need no database: CSV files for `connectors run` today, memory for tests and benchmarks.
+"""Sinks that need no database: CSV files for hand-over, memory for tests and benchmarks.
 
-The durable sink is the readings store (`hazardloop.readings`), plugged in through the same
-`ReadingSink` protocol once it lands.
+The durable sink is `hazardloop.readings.sink.StoreSink` (``[sink] kind = "store"``), plugged in
+through the same `ReadingSink` protocol.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ Design choices, and why:
   otherwise fail one of two transactions inserting the same key, and a failed ingest batch is worse
   than a queued one. Reads never take the lock.
 * **One process.** DuckDB lets one process open a file for writing; the web process owns the store.
+  Several ingest workers share a PostgreSQL table instead (pgstore.py, same interface; stores.py picks).
 """
 
 from __future__ import annotations
@@ -90,7 +91,88 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
-class ReadingStore:
+@dataclass
+class InsertPlan:
+    """A batch made ready for an idempotent insert: one row per key, and what the repeats inside it were.
+
+    Shared by the DuckDB and PostgreSQL stores so both answer duplicates and conflicts the same way.
+    """
+
+    frame: pd.DataFrame  # i (index into the batch), sensor_id, ts, value, quality: first row of each key
+    value: np.ndarray  # float64, the whole batch as given
+    dup_in_batch: np.ndarray  # (k, 2) (first, repeat) pairs with the same value
+    con_in_batch: np.ndarray  # (k, 2) (first, repeat) pairs with another value
+
+    def result(self, inserted: int, stored: tuple[np.ndarray, np.ndarray] | None) -> InsertResult:
+        """The InsertResult, given the count inserted and (batch row, stored value) of the skipped rows."""
+        val = self.value
+        dup_idx = [self.dup_in_batch[:, 1]]
+        con_idx, con_val = [self.con_in_batch[:, 1]], [val[self.con_in_batch[:, 0]]]
+        if stored is not None:
+            rows, stored_value = stored
+            same = _same(val[rows], stored_value)
+            dup_idx.append(rows[same])
+            con_idx.append(rows[~same])
+            con_val.append(stored_value[~same])
+        conflicts = np.concatenate(con_idx).astype(np.int64)
+        order = np.argsort(conflicts, kind="stable")
+        return InsertResult(
+            inserted=inserted,
+            duplicates=np.sort(np.concatenate(dup_idx)).astype(np.int64),
+            conflicts=conflicts[order],
+            stored_values=np.concatenate(con_val).astype(np.float64)[order],
+        )
+
+
+def plan_insert(
+    sensor_id: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray | None = None
+) -> InsertPlan | None:
+    """Check the arrays line up and keep the first row of each (sensor_id, ts); None for an empty batch."""
+    sid = np.asarray(sensor_id, dtype=np.int32)
+    tss = np.asarray(ts, dtype=np.int64)
+    val = np.asarray(value, dtype=np.float64)
+    qual = np.zeros(len(sid), np.int16) if quality is None else np.asarray(quality, dtype=np.int16)
+    if not (len(sid) == len(tss) == len(val) == len(qual)):
+        raise ValueError("sensor_id, ts, value and quality must have the same length")
+    if len(sid) == 0:
+        return None
+    first, repeat_of = _first_of_each_key(sid, tss)
+    if len(repeat_of):
+        same = _same(val[repeat_of[:, 1]], val[repeat_of[:, 0]])
+        dup_in_batch, con_in_batch = repeat_of[same], repeat_of[~same]
+    else:
+        dup_in_batch = con_in_batch = repeat_of
+    frame = pd.DataFrame(
+        {"i": first, "sensor_id": sid[first], "ts": tss[first], "value": val[first], "quality": qual[first]}
+    )
+    return InsertPlan(frame, val, dup_in_batch, con_in_batch)
+
+
+class Listeners:
+    """The listener list both stores share (DuckDB here, PostgreSQL in pgstore.py)."""
+
+    _listeners: list[Listener]
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Hear of every reading once it is durable, whoever wrote it (HTTP, a connector, the demo).
+
+        Live detection listens here instead of being called by each writer, so no ingest path can
+        forget it. The listener runs in the writer's thread after the commit and must be quick
+        (queue the rows); an exception in it is logged, never turned into a failed write, because
+        the readings are already stored. Returns the call that unsubscribes.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _announce(self, sensor_id: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(sensor_id, ts, value)
+            except Exception:  # noqa: BLE001 - the rows are stored; a listener bug must not fail the writer
+                log.exception("reading-store listener %r failed", listener)
+
+
+class ReadingStore(Listeners):
     """Sensor readings in one DuckDB file. Times in and out are epoch milliseconds (UTC)."""
 
     def __init__(self, path: Path | str, *, read_only: bool = False):
@@ -135,26 +217,6 @@ class ReadingStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------ listeners
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Hear of every reading once it is durable, whoever wrote it (HTTP, a connector, the demo).
-
-        Live detection listens here instead of being called by each writer, so no ingest path can
-        forget it. The listener runs in the writer's thread after the commit and must be quick
-        (queue the rows); an exception in it is logged, never turned into a failed write, because
-        the readings are already stored. Returns the call that unsubscribes.
-        """
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def _announce(self, sensor_id: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(sensor_id, ts, value)
-            except Exception:  # noqa: BLE001 - the rows are stored; a listener bug must not fail the writer
-                log.exception("reading-store listener %r failed", listener)
-
     # ------------------------------------------------------------ writes
 
     def insert(
@@ -170,22 +232,10 @@ class ReadingStore:
         value a conflict (first write wins). Inside one batch the first row of a key wins the same way.
         Order does not matter: late and out-of-order readings are ordinary inserts.
         """
-        sid = np.asarray(sensor_id, dtype=np.int32)
-        tss = np.asarray(ts, dtype=np.int64)
-        val = np.asarray(value, dtype=np.float64)
-        qual = np.zeros(len(sid), np.int16) if quality is None else np.asarray(quality, dtype=np.int16)
-        if not (len(sid) == len(tss) == len(val) == len(qual)):
-            raise ValueError("sensor_id, ts, value and quality must have the same length")
-        if len(sid) == 0:
+        plan = plan_insert(sensor_id, ts, value, quality)
+        if plan is None:
             return InsertResult(inserted=0)
-
-        first, repeat_of = _first_of_each_key(sid, tss)
-        dup_in_batch = repeat_of[_same(val[repeat_of[:, 1]], val[repeat_of[:, 0]])] if len(repeat_of) else repeat_of
-        con_in_batch = repeat_of[~_same(val[repeat_of[:, 1]], val[repeat_of[:, 0]])] if len(repeat_of) else repeat_of
-
-        batch = pd.DataFrame(
-            {"i": first, "sensor_id": sid[first], "ts": tss[first], "value": val[first], "quality": qual[first]}
-        )
+        batch = plan.frame
         cursor = self._cursor()
         with self._write_lock:
             cursor.register("_batch", batch)
@@ -210,22 +260,7 @@ class ReadingStore:
                 done["sensor_id"].astype(np.int32), done["ts"].astype(np.int64), done["value"].astype(np.float64)
             )
 
-        dup_idx = [dup_in_batch[:, 1]]
-        con_idx, con_val = [con_in_batch[:, 1]], [val[con_in_batch[:, 0]]]
-        if stored is not None:
-            rows, stored_value = stored
-            same = _same(val[rows], stored_value)
-            dup_idx.append(rows[same])
-            con_idx.append(rows[~same])
-            con_val.append(stored_value[~same])
-        conflicts = np.concatenate(con_idx).astype(np.int64)
-        order = np.argsort(conflicts, kind="stable")
-        return InsertResult(
-            inserted=inserted,
-            duplicates=np.sort(np.concatenate(dup_idx)).astype(np.int64),
-            conflicts=conflicts[order],
-            stored_values=np.concatenate(con_val).astype(np.float64)[order],
-        )
+        return plan.result(inserted, stored)
 
     @staticmethod
     def _stored_for_skipped(
@@ -327,28 +362,37 @@ class ReadingStore:
         dest = Path(dest)
         if dest.exists() and any(dest.iterdir()):
             raise FileExistsError(f"{dest} is not empty; export into a new folder")
-        names = pd.DataFrame({"sensor_id": np.fromiter(tags, np.int32, len(tags)), "tag": list(tags.values())})
-        cursor = self._cursor()
-        cursor.register("_names", names)
-        try:
-            where, params = "TRUE", []
-            if start is not None:
-                where, params = where + " AND r.ts >= ?", [*params, int(start)]
-            if end is not None:
-                where, params = where + " AND r.ts < ?", [*params, int(end)]
-            query = (
-                "SELECT n.tag, make_timestamptz(r.ts * 1000) AS ts, r.value, r.quality, "
-                "strftime(make_timestamp(r.ts * 1000), '%Y-%m-%d') AS date "
-                f"FROM readings r JOIN _names n USING (sensor_id) WHERE {where} ORDER BY n.tag, r.ts"
-            )
-            rows = int(cursor.execute(f"SELECT count(*) FROM ({query})", params).fetchone()[0])
-            if rows:
-                dest.mkdir(parents=True, exist_ok=True)
-                path = str(dest).replace("'", "''")
-                cursor.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, PARTITION_BY (date))", params)
-        finally:
-            cursor.unregister("_names")
-        return rows
+        return write_parquet(self._cursor(), dest, tags, start=start, end=end)
+
+
+def write_parquet(
+    cursor: duckdb.DuckDBPyConnection, dest: Path, tags: dict[int, str], *, start: int | None, end: int | None
+) -> int:
+    """Export the ``readings`` table (or view) visible to this DuckDB cursor; see ``ReadingStore.export_parquet``.
+
+    The PostgreSQL store reuses it over an in-memory DuckDB view of its rows, so both write the same files.
+    """
+    names = pd.DataFrame({"sensor_id": np.fromiter(tags, np.int32, len(tags)), "tag": list(tags.values())})
+    cursor.register("_names", names)
+    try:
+        where, params = "TRUE", []
+        if start is not None:
+            where, params = where + " AND r.ts >= ?", [*params, int(start)]
+        if end is not None:
+            where, params = where + " AND r.ts < ?", [*params, int(end)]
+        query = (
+            "SELECT n.tag, make_timestamptz(r.ts * 1000) AS ts, r.value, r.quality, "
+            "strftime(make_timestamp(r.ts * 1000), '%Y-%m-%d') AS date "
+            f"FROM readings r JOIN _names n USING (sensor_id) WHERE {where} ORDER BY n.tag, r.ts"
+        )
+        rows = int(cursor.execute(f"SELECT count(*) FROM ({query})", params).fetchone()[0])
+        if rows:
+            dest.mkdir(parents=True, exist_ok=True)
+            path = str(dest).replace("'", "''")
+            cursor.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, PARTITION_BY (date))", params)
+    finally:
+        cursor.unregister("_names")
+    return rows
 
 
 def read_parquet(source: Path) -> pd.DataFrame:

@@ -27,7 +27,8 @@ from hazardloop.errors import InvalidInput
 from hazardloop.plant import service as plant
 from hazardloop.readings import ingest
 from hazardloop.readings.ingest import IngestReport
-from hazardloop.readings.store import ReadingStore, now_ms
+from hazardloop.readings.store import now_ms
+from hazardloop.readings.stores import AnyStore, open_store
 from hazardloop.web.deps import Actor, Db
 
 router = APIRouter(prefix="/api/v1/readings", tags=["readings"])
@@ -43,26 +44,27 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _store_lock = threading.Lock()
 
 
-def store_for(state: Any) -> ReadingStore:  # noqa: ANN401 - the app's Starlette State
-    """The app's one ReadingStore, opened on first use under data_dir (double-checked under a lock).
+def store_for(state: Any) -> AnyStore:  # noqa: ANN401 - the app's Starlette State
+    """The app's one reading store, opened on first use (double-checked under a lock) as settings say.
 
-    Shared by the routes and the in-process demo stream, since one process owns the DuckDB file.
+    DuckDB under data_dir by default, PostgreSQL when ``readings_url`` is set (stores.open_store).
+    Shared by the routes and the in-process demo stream, since one process owns a DuckDB file.
     """
     store = getattr(state, "readings_store", None)
     if store is None:
         with _store_lock:
             store = getattr(state, "readings_store", None)
             if store is None:
-                store = ReadingStore.for_data_dir(state.settings.ensure_data_dir())
+                store = open_store(state.settings)
                 state.readings_store = store
     return store
 
 
-def get_store(request: Request) -> ReadingStore:
+def get_store(request: Request) -> AnyStore:
     return store_for(request.app.state)
 
 
-Store = Annotated[ReadingStore, Depends(get_store)]
+Store = Annotated[AnyStore, Depends(get_store)]
 
 
 # ---------------------------------------------------------------- helpers
@@ -277,7 +279,7 @@ async def import_parquet(
     return _answer(await run_in_threadpool(_import, db, store, actor, source))
 
 
-def _import(db: Any, store: ReadingStore, actor: Any, source: Path) -> IngestReport:
+def _import(db: Any, store: AnyStore, actor: Any, source: Path) -> IngestReport:
     try:
         return ingest.import_parquet(db, store, actor=actor, source=source)
     except Exception as exc:  # duckdb raises its own types for a file that is not Parquet
