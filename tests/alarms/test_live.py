@@ -4,6 +4,7 @@ batching; a restart resumes where it stopped."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pytest
@@ -118,6 +119,20 @@ def test_a_restart_resumes_mid_episode_without_raising_again(db, sensors, rng):
     raised_types = {db.get(Alarm, i).type for i in report.raised}
     assert "limit_h" not in raised_types and "limit_hh" not in raised_types
     assert summary(db) == reference
+
+
+def test_a_state_saved_before_packing_still_resumes(db, sensors, rng):
+    """States written as plain JSON lists (before the arrays were packed) load as they always did."""
+    ts, values = stream(rng)
+    first = live(sensors)
+    first.process(db, ts[:200], {t: v[:200] for t, v in values.items()})
+    db.get(DetectorState, "live").blob = json.dumps(first.state_dict())
+    db.commit()
+    resumed = live(sensors)
+    assert resumed.load(db)
+    assert resumed.last_ts == first.last_ts
+    np.testing.assert_array_equal(resumed.on, first.on)
+    np.testing.assert_array_equal(resumed.since, first.since)
 
 
 def test_a_replayed_batch_changes_nothing(db, sensors, rng):

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy.orm import Session
 
 from hazardloop.alarms import service
-from hazardloop.alarms.live import CALIBRATION_VERSION, calibration_name
+from hazardloop.alarms.live import CALIBRATION_VERSION, calibration_name, loads_state
 from hazardloop.alarms.models import Alarm, AlarmType, Verdict
 from hazardloop.auth import audit, authz
 from hazardloop.auth.models import User
@@ -114,7 +114,7 @@ def _normal(db: Session, name: str) -> _Normal | None:
     blob = service.detector_blob(db, name)
     if blob is None:
         return None
-    state = json.loads(blob)
+    state = loads_state(blob)
     tags = list(state["tags"])
     monitor = state["monitor"]
     return _Normal(median=dict(zip(tags, map(float, monitor["median_"]), strict=True)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from hazardloop.alarms import service
@@ -63,15 +63,20 @@ def list_alarms(actor: Actor, db: Db, filters: Filters, limit: int = Query(50, g
 
 
 @router.post("/recalibrate")
-def recalibrate(actor: Actor, db: Db) -> list[dict]:
+def recalibrate(actor: Actor, db: Db, request: Request) -> list[dict]:
     """Learn from people's verdicts: recompute each judged sensor's statistical limit (bounded; the
-    configured L/LL/H/HH limits never move). Returns every judged sensor, changed or not."""
+    configured L/LL/H/HH limits never move). Returns every judged sensor, changed or not. The running
+    live detection applies the new limits from its next batch."""
     from dataclasses import asdict
 
     from hazardloop.alarms import learning
     from hazardloop.db import utcnow
 
-    return [asdict(c) | {"changed": c.changed} for c in learning.recalibrate(db, now=utcnow(), actor=actor)]
+    results = learning.recalibrate(db, now=utcnow(), actor=actor)
+    feed = getattr(request.app.state, "live_feed", None)
+    if feed is not None:
+        feed.reload_calibration()
+    return [asdict(c) | {"changed": c.changed} for c in results]
 
 
 @router.get("/{alarm_id}", response_model=AlarmDetail)

@@ -72,26 +72,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(application: FastAPI):  # noqa: ANN202
-        scheduler = None
-        if settings.scheduler_enabled:
-            from hazardloop.hazards.flows import start_scheduler
-            from hazardloop.notify.flows import start_scheduler as add_notify_job
+        """Start the background work in dependency order and stop it in reverse.
 
-            scheduler = start_scheduler(
-                application.state.session_factory, interval_minutes=settings.scheduler_interval_minutes
-            )
-            add_notify_job(application.state.session_factory, scheduler=scheduler)
+        Live detection listens to the reading store, so every ingest path (HTTP, MQTT, the demo)
+        reaches it; it wakes the notify sender after committing an alarm. MQTT ingest and the demo
+        stream only write readings.
+        """
+        import asyncio
+
+        from hazardloop.alarms.feed import LiveFeed
+        from hazardloop.readings.views import store_for
+
+        sessions = application.state.session_factory
+        store = store_for(application.state)
+        feed = LiveFeed(sessions, store).start()
+        application.state.live_feed = feed
+        scheduler = sender = None
+        if settings.scheduler_enabled:
+            from hazardloop.alarms.flows import add_recalibration_job
+            from hazardloop.hazards.flows import start_scheduler
+            from hazardloop.notify.flows import Sender
+
+            scheduler = start_scheduler(sessions, interval_minutes=settings.scheduler_interval_minutes)
+            sender = Sender(sessions).start()
+            feed.on_alarm(lambda report: sender.wake() if report.raised else None)
+            add_recalibration_job(scheduler, sessions, then=feed.reload_calibration)
+        mqtt = mqtt_task = None
+        if settings.mqtt_url:
+            import urllib.parse
+
+            from hazardloop.connectors.mqtt import MqttConnector
+            from hazardloop.readings.sink import StoreSink
+
+            broker = urllib.parse.urlsplit(settings.mqtt_url)
+            mqtt = MqttConnector(StoreSink(sessions, store), name="server-mqtt", host=broker.hostname or "127.0.0.1",
+                                 port=broker.port or 1883, topic=settings.mqtt_topic, group=settings.mqtt_group or None,
+                                 username=broker.username, password=broker.password)
+            mqtt_task = asyncio.create_task(mqtt.run())  # reconnects with back-off on its own
+            application.state.mqtt_connector = mqtt
         demo = None
         if settings.demo_stream:
             from hazardloop.demo.live import DemoStream
-            from hazardloop.readings.views import store_for
 
-            demo = DemoStream(application.state.session_factory, store_for(application.state))
+            demo = DemoStream(sessions, store, feed=feed, mqtt_url=settings.mqtt_url, mqtt_topic=settings.mqtt_topic)
             if not demo.start():
                 demo = None
+            application.state.demo_stream = demo
         yield
         if demo is not None:
             demo.stop()
+        if mqtt is not None and mqtt_task is not None:
+            mqtt.stop()
+            await asyncio.wait([mqtt_task], timeout=10)
+        feed.stop()
+        if sender is not None:
+            sender.stop()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         store = getattr(application.state, "readings_store", None)

@@ -1,0 +1,185 @@
+"""The live feed: whatever stores a reading, live detection judges it — in time order, with late readings
+in their place, slow sensors next to fast ones without false faults, and across a restart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from alarm_clock import T0
+from sqlalchemy import select
+from world import World
+
+from hazardloop.alarms.feed import LiveFeed
+from hazardloop.alarms.models import Alarm, AlarmType
+from hazardloop.auth.roles import Role
+from hazardloop.db import make_session_factory
+from hazardloop.plant import service as plant
+from hazardloop.plant.models import SensorUpdate
+from hazardloop.readings.store import ReadingStore, now_ms
+
+HH = AlarmType.LIMIT_HH.value
+T = int(T0.timestamp() * 1000)  # epoch ms of the tests' fixed start
+S = 1000
+
+
+def at(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def wait_for(check: Callable[[], object], timeout: float = 30.0) -> object:
+    """Poll until ``check`` gives something truthy (the feed works on its own thread); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"nothing after {timeout} s")
+
+
+def alarms(db, tag: str | None = None, alarm_type: str | None = None) -> list[Alarm]:  # noqa: ANN001
+    db.expire_all()
+    query = select(Alarm).order_by(Alarm.first_at)
+    if tag:
+        query = query.where(Alarm.tag == tag)
+    if alarm_type:
+        query = query.where(Alarm.type == alarm_type)
+    return list(db.scalars(query))
+
+
+class Clock:
+    """Epoch ms the feed believes it is; tests move it on by hand."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ReadingStore]:
+    reading_store = ReadingStore(tmp_path / "readings.duckdb")
+    yield reading_store
+    reading_store.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T)
+
+
+@pytest.fixture
+def feed(engine, store: ReadingStore, clock: Clock, world: World) -> Iterator[LiveFeed]:  # noqa: ANN001
+    """A feed driven tick by tick on the fake clock (no worker thread), listening to the store."""
+    live_feed = LiveFeed(make_session_factory(engine), store, clock=clock).listen()
+    yield live_feed
+    live_feed.stop()
+
+
+def put(store: ReadingStore, sensor_id: int, seconds: list[float] | np.ndarray,
+        values: list[float] | np.ndarray) -> None:
+    """Readings of one sensor at T + seconds, through the store as every ingest path writes them."""
+    ts = T + np.round(np.asarray(seconds, dtype=float) * S).astype(np.int64)
+    store.insert(np.full(len(ts), sensor_id), ts, np.asarray(values, dtype=float))
+
+
+def test_readings_posted_over_http_above_hh_raise_an_alarm(client, db, world: World) -> None:  # noqa: ANN001
+    start = now_ms() - 60 * S  # a minute ago, second by second: GT-101 (HH 50, on-delay 5 s) at 60 %LEL
+    readings = [{"tag": "GT-101", "ts": start + i * S, "value": 5.0 if i < 10 else 60.0} for i in range(30)]
+    r = client.post("/api/v1/readings", json={"readings": readings}, headers=world.auth(Role.OPERATOR))
+    assert r.status_code == 200, r.text
+    [alarm] = wait_for(lambda: alarms(db, "GT-101", HH))
+    assert alarm.first_at == at(start + 15 * S)  # the first HH reading plus the 5 s on-delay
+    assert alarm.peak == 60.0
+
+
+def test_a_reading_a_little_late_is_judged_in_its_place(db, world, store, feed, clock) -> None:  # noqa: ANN001
+    # GT-101 is 60 %LEL at 10-11 s and from 15 s on; the normal readings at 12-14 s arrive after 15-16 s.
+    put(store, world.sensor_a, [*range(0, 12), 15, 16], [5.0] * 10 + [60.0] * 4)
+    clock.ms = T + 12 * S + 100  # 0-11 s are judged; 15-16 s wait for their time
+    feed.tick()
+    put(store, world.sensor_a, [12, 13, 14], [5.0] * 3)  # out of order, within the lateness window
+    put(store, world.sensor_a, list(range(17, 31)), [60.0] * 14)
+    clock.ms = T + 31 * S
+    feed.tick()
+    [alarm] = alarms(db, "GT-101", HH)
+    assert alarm.first_at == at(T + 20 * S)  # back to normal at 12 s: the on-delay restarts at 15 s
+    assert feed.late == 0
+
+
+def test_a_reading_older_than_its_sensors_last_judged_one_is_stored_but_not_judged(db, world, store, feed,  # noqa: ANN001
+                                                                                      clock) -> None:
+    put(store, world.sensor_a, list(range(0, 30)), [5.0] * 30)
+    clock.ms = T + 31 * S
+    feed.tick()
+    put(store, world.sensor_a, [*range(40, 50), 20.5], [5.0] * 10 + [99.0])  # 20.5 s: GT-101 was judged to 29 s
+    clock.ms = T + 51 * S
+    feed.tick()
+    assert store.count() == 41
+    assert feed.late == 1
+    assert alarms(db, "GT-101") == []
+
+
+def test_a_reading_that_missed_its_bucket_is_judged_just_after_it(db, world, store, feed, clock) -> None:  # noqa: ANN001
+    plant.update_sensor(db, actor=world.admin, sensor_id=world.sensor_a, data=SensorUpdate(on_delay_s=0))
+    put(store, world.sensor_b, list(range(0, 31)), [5.0] * 31)
+    put(store, world.sensor_a, list(range(0, 29)), [5.0] * 29)
+    clock.ms = T + 31 * S
+    feed.tick()  # judged to 30.8 s
+    put(store, world.sensor_a, [29], [60.0])  # GT-101's gateway was slow: its 29 s reading comes now
+    clock.ms = T + 32 * S
+    feed.tick()
+    [alarm] = alarms(db, "GT-101", HH)
+    assert alarm.first_at == at(T + 30_800)  # judged at the edge of what was judged, not lost
+    assert (feed.shifted, feed.late) == (1, 0)
+
+
+def test_a_sixty_second_sensor_next_to_a_one_second_one_is_neither_missing_nor_stuck(db, world, store, feed,  # noqa: ANN001
+                                                                                      clock) -> None:
+    plant.update_sensor(db, actor=world.admin, sensor_id=world.sensor_b, data=SensorUpdate(sample_period_s=60))
+    rng = np.random.default_rng(3)
+    seconds = np.arange(0, 1200)
+    slow = seconds[::60]
+    for lo in range(0, 1200, 30):  # judged every 30 s of readings, as they would arrive
+        fast, few = seconds[(seconds >= lo) & (seconds < lo + 30)], slow[(slow >= lo) & (slow < lo + 30)]
+        put(store, world.sensor_a, fast, 5 + rng.normal(0, 0.2, len(fast)))
+        put(store, world.sensor_b, few, 7 + rng.normal(0, 0.2, len(few)))
+        clock.ms = T + (lo + 29) * S + 500  # just after the last of them
+        feed.tick()
+    assert feed.batches >= 40 and feed.late == 0
+    assert [(a.tag, a.type, a.first_at, a.reason) for a in alarms(db)] == []  # else: GT-201 missing
+
+
+def test_a_restart_resumes_mid_alarm_and_replays_what_came_while_down(engine, db, world, store, feed,  # noqa: ANN001
+                                                                      clock) -> None:
+    put(store, world.sensor_a, list(range(0, 20)), [5.0] * 10 + [60.0] * 10)
+    clock.ms = T + 21 * S
+    feed.tick()
+    [alarm] = alarms(db, "GT-101", HH)
+    assert alarm.active
+    feed.stop()  # the server stops; readings keep arriving meanwhile (another worker, a connector's retry)
+    put(store, world.sensor_a, list(range(20, 40)), [60.0] * 5 + [5.0] * 15)
+    clock.ms = T + 41 * S
+    restarted = LiveFeed(make_session_factory(engine), store, clock=clock).listen()
+    restarted.tick()
+    restarted.stop()
+    [again] = alarms(db, "GT-101", HH)  # the same alarm: not raised a second time
+    assert again.id == alarm.id
+    assert again.cleared_at == at(T + 25 * S)  # back below HH - deadband at 25 s; no off-delay configured
+
+
+def test_a_fresh_start_learns_each_sensors_normal_from_the_stored_history(engine, db, world, store, clock) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(5)
+    put(store, world.sensor_a, list(range(0, 600)), 5 + rng.normal(0, 0.1, 600))  # ten quiet minutes, stored
+    fresh = LiveFeed(make_session_factory(engine), store, clock=clock).listen()  # nothing judged, no state
+    put(store, world.sensor_a, list(range(600, 620)), [8.0] * 20)  # far outside that normal, below H 20
+    clock.ms = T + 621 * S
+    fresh.tick()
+    fresh.stop()
+    assert [a.type for a in alarms(db, "GT-101")] == [AlarmType.STATISTICAL.value]
