@@ -234,7 +234,10 @@ def default_params() -> str:
     from hazardloop.text.classifier import C_GRID, TextClassifier
 
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(TextClassifier().get_params().items()))
-    return f"TextClassifier({params}); C='auto' searches {C_GRID} by inner CV macro-F1"
+    return (
+        f"TextClassifier({params}); C='auto' searches {C_GRID} by inner CV macro-F1; "
+        "class offsets and temperature are fitted on the same inner out-of-fold scores"
+    )
 
 
 def markdown(outcomes: list[Outcome], total_s: float, argv: list[str]) -> str:

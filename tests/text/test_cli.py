@@ -27,6 +27,20 @@ def model_file(tmp_path: Path, train_csv: Path) -> Path:
     return model
 
 
+def test_train_says_which_word_tokens_and_c_it_used(tmp_path: Path, train_csv: Path):
+    from hazardloop.text.modelfile import load_model
+
+    model = tmp_path / "m.joblib"
+    args = ["--data", str(train_csv), "--text-col", "content", "--label-col", "category", "--model", str(model)]
+    r = runner.invoke(text_app, ["train", *args])
+    assert r.exit_code == 0, r.output
+    assert "word tokens: regex" in r.output  # the default does not depend on the optional jieba
+    params = load_model(model).info.params
+    assert params["word_tokenizer_used"] == "regex"
+    assert f"C={params['C_chosen']}" in r.output
+    assert len(params["class_offsets_fitted"]) == len(load_model(model).info.labels)
+
+
 def test_train_then_predict_adds_predicted_and_confidence(tmp_path: Path, model_file: Path):
     data = write_csv(tmp_path / "in.csv", ["id", "content"], [["1", "配电箱没有接地"], ["2", "灭火器过期了"]])
     out = tmp_path / "pred.csv"

@@ -23,12 +23,51 @@ def test_an_ordinary_report_is_general():
     assert suggest_level("灭火器过期两个，重新置换").level is Level.GENERAL
 
 
-def test_pack_items_are_numbered_and_marked_unverified_honestly():
+def test_pack_items_are_numbered_and_verified_only_with_a_source():
     pack = major_pack()
     refs = [(i.article, i.item) for i in pack.items]
     assert len(refs) == len(set(refs))
     assert (3, 1) in refs and (13, 2) in refs
-    assert all(i.verified is False for i in pack.items)  # flip in the data file once checked
+    verified = [i for i in pack.items if i.verified]
+    assert verified, "items checked against a published source are marked verified"
+    assert any(not i.verified for i in pack.items), "unchecked items stay marked unverified"
+    for item in verified:
+        assert item.sources and all(u.startswith(("http://", "https://")) for u in item.sources), item.citation
+
+
+def test_machinery_items_carry_the_numbers_of_the_published_standard():
+    """第七条 has 7 items; the cooling-water alarm is (四) and the paint room (七), as cited in enforcement cases."""
+    items = {(i.article, i.item): i for i in major_pack().items}
+    assert [n for a, n in items if a == 7] == [1, 2, 3, 4, 5, 6, 7]
+    assert "冷却水" in items[(7, 4)].text and items[(7, 4)].verified
+    assert "紧急排放" in items[(7, 2)].text
+    assert "喷漆室" in items[(7, 7)].text
+    s = suggest_level("中频炉冷却水系统未设置出水温度报警")
+    assert [m.citation for m in s.matches] == ["《工贸企业重大事故隐患判定标准》第七条第(四)项"]
+    assert s.matches[0].verified and s.matches[0].sources
+
+
+def test_verified_without_a_source_is_refused(tmp_path: Path):
+    pack = tmp_path / "p.toml"
+    pack.write_text(
+        '[standard]\ntitle = "T"\n[[item]]\narticle = 1\nitem = 1\ntext = "t"\nmatch = [["a"]]\nverified = true\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleTableError, match="item #1: verified = true needs a source"):
+        load_major_pack(pack)
+    pack.write_text(
+        '[standard]\ntitle = "T"\n[[item]]\narticle = 1\nitem = 1\ntext = "t"\nmatch = [["a"]]\n'
+        'verified = true\nsource = ["memory"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleTableError, match="not an http"):
+        load_major_pack(pack)
+    pack.write_text(
+        '[standard]\ntitle = "T"\n[[item]]\narticle = 1\nitem = 1\ntext = "t"\nmatch = [["a"]]\n'
+        'verified = true\nsource = "https://example.org/std"\n',
+        encoding="utf-8",
+    )
+    assert load_major_pack(pack).items[0].sources == ("https://example.org/std",)
 
 
 def test_a_model_never_downgrades_a_rule_major():

@@ -71,8 +71,8 @@ def train(
     clf = fitted.classifier
     out.print(
         f"trained {fitted.info.name} {fitted.info.version} on {fitted.info.n_train} rows, "
-        f"{len(fitted.info.labels)} labels; C={clf.C_}, inner-CV macro-F1 {clf.inner_macro_f1_:.3f}, "
-        f"temperature {clf.temperature_:.3f} -> {model}",
+        f"{len(fitted.info.labels)} labels; word tokens: {clf.word_tokenizer_}; C={clf.C_}, "
+        f"inner-CV macro-F1 {clf.inner_macro_f1_:.3f}, temperature {clf.temperature_:.3f} -> {model}",
         highlight=False,
         soft_wrap=True,
     )

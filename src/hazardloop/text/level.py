@@ -46,6 +46,8 @@ class MajorItem:
     text: str
     match: tuple[tuple[Keyword, ...], ...]
     verified: bool
+    sources: tuple[str, ...] = ()  # where number and wording were checked (URLs); required when verified
+    note: str = ""  # what was checked and what was not
 
     @property
     def citation(self) -> str:
@@ -76,6 +78,7 @@ class ItemMatch:
     item_text: str
     matched: tuple[str, ...]
     verified: bool
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,13 @@ def load_major_pack(path: str | Path) -> MajorRulePack:
             groups = tuple(tuple(Keyword.of(str(k)) for k in group) for group in rec["match"])
             if not groups or any(not g for g in groups):
                 raise RuleTableError(f"{path}: item #{n}: every match group needs at least one keyword")
+            verified = rec.get("verified", False)
+            if not isinstance(verified, bool):
+                raise RuleTableError(f"{path}: item #{n}: verified must be true or false, got {verified!r}")
+            sources = _sources(rec.get("source", []), path=path, n=n)
+            if verified and not sources:
+                # An item is only "verified" against something a reader can open and check again.
+                raise RuleTableError(f'{path}: item #{n}: verified = true needs a source URL (source = ["https://…"])')
             items.append(
                 MajorItem(
                     standard=std["title"],
@@ -122,7 +132,9 @@ def load_major_pack(path: str | Path) -> MajorRulePack:
                     industry=str(rec.get("industry", "")),
                     text=str(rec["text"]),
                     match=groups,
-                    verified=bool(rec.get("verified", False)),
+                    verified=verified,
+                    sources=sources,
+                    note=str(rec.get("note", "")),
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -130,6 +142,17 @@ def load_major_pack(path: str | Path) -> MajorRulePack:
     return MajorRulePack(
         id=str(std.get("id", path.stem)), title=std["title"], issuer=str(std.get("issuer", "")), items=tuple(items)
     )
+
+
+def _sources(raw: object, *, path: Path, n: int) -> tuple[str, ...]:
+    """``source`` as a tuple of http(s) URLs; a single string is accepted as a list of one."""
+    values = [raw] if isinstance(raw, str) else raw
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise RuleTableError(f"{path}: item #{n}: source must be a URL or a list of URLs")
+    bad = [v for v in values if not v.startswith(("http://", "https://"))]
+    if bad:
+        raise RuleTableError(f"{path}: item #{n}: source {bad[0]!r} is not an http(s) URL")
+    return tuple(values)
 
 
 @lru_cache(maxsize=8)
@@ -144,7 +167,7 @@ def suggest_level(text: str, pack: MajorRulePack | None = None) -> LevelSuggesti
     for item in pack.items:
         found = item.matched(text)
         if found is not None:
-            matches.append(ItemMatch(item.citation, item.text, tuple(found), item.verified))
+            matches.append(ItemMatch(item.citation, item.text, tuple(found), item.verified, item.sources))
     level = Level.MAJOR if matches else Level.GENERAL
     return LevelSuggestion(level=level, matches=tuple(matches), source="rules")
 

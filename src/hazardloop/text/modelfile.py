@@ -71,7 +71,13 @@ def build_model(
         label_column=label_column,
         trained_at=now.isoformat(timespec="seconds"),
         n_train=len(texts),
-        params={**classifier.get_params(), "C_chosen": classifier.C_, "temperature": classifier.temperature_},
+        params={
+            **classifier.get_params(),
+            "C_chosen": classifier.C_,
+            "temperature": classifier.temperature_,
+            "word_tokenizer_used": classifier.word_tokenizer_,
+            "class_offsets_fitted": [round(float(v), 3) for v in classifier.offsets_],
+        },
         hazardloop_version=classifier.hazardloop_version_,
         sklearn_version=classifier.sklearn_version_,
     )
