@@ -179,3 +179,66 @@ def test_cockpit_api_answers_with_every_dataset(client, world: World) -> None:  
     body = response.json()
     assert {k["key"] for k in body["kpis"]} >= {"open_hazards", "overdue_hazards", "on_time_rate", "false_alarm_rate"}
     assert len(body["weeks"]) == metrics.TREND_WEEKS and body["period_days"] == 7
+
+
+def test_cockpit_on_an_exact_window_counts_what_the_aggregate_readers_count(db, world: World) -> None:  # noqa: ANN001
+    from hazardloop.alarms import stats as alarm_stats
+    from hazardloop.hazards import stats as hazard_stats
+
+    window = metrics.Period(since=NOW - 20 * DAY, until=NOW - 5 * DAY)
+    _hazard(db, world, HazardState.REPORTED, category="fire", found_at=NOW - 15 * DAY)  # in the window
+    _hazard(db, world, HazardState.REPORTED, area="b", category="fire", found_at=NOW - 6 * DAY)  # in
+    _hazard(db, world, HazardState.REPORTED, category="fire", found_at=NOW - 2 * DAY)  # after it
+    _hazard(db, world, HazardState.REPORTED, category="fire", found_at=NOW - 40 * DAY)  # before it
+    _closed(db, world, completed=NOW - 12 * DAY, deadline=NOW - 11 * DAY)  # closed in the window, on time
+    _closed(db, world, completed=NOW - 3 * DAY, deadline=NOW - 9 * DAY)  # closed after it
+    judge = world.users[Role.OPERATOR]
+    for days, verdict in ((8, Verdict.FALSE_ALARM), (9, Verdict.TRUE_ALARM), (2, Verdict.FALSE_ALARM)):
+        alarm_id = _alarm(db, world, at=NOW - days * DAY, kind=f"limit_{'h' if days != 9 else 'hh'}")
+        alarms.give_verdict(db, actor=judge, alarm_id=alarm_id, verdict=verdict, now=NOW - days * DAY)
+        alarms.clear(db, sensor_id=world.sensor_a, alarm_type=f"limit_{'h' if days != 9 else 'hh'}",
+                     at=NOW - days * DAY + dt.timedelta(minutes=1))
+
+    board = metrics.cockpit(db, actor=world.admin, now=NOW, window=window, trend_weeks=4)
+    kpis = {k.key: k for k in board.kpis}
+    closures = hazard_stats.closures(db, actor=world.admin, since=window.since, until=window.until)
+    raised = alarm_stats.raised_between(db, actor=world.admin, since=window.since, until=window.until)
+    assert (kpis["on_time_rate"].numerator, kpis["on_time_rate"].denominator) == (closures.on_time, 1)
+    assert (kpis["false_alarm_rate"].numerator, kpis["false_alarm_rate"].denominator) == (raised.false_alarms, 2)
+    assert kpis["false_alarm_rate"].value == 50.0
+    assert (board.period_since, board.period_until, board.period_days) == (window.since, window.until, 15)
+    assert len(board.weeks) == 4 and board.weeks[-1].start <= (NOW - 5 * DAY).date().isoformat()
+
+    days = window.plant_days()
+    # found inside the window's plant days only: the two above and the two closed ones (found NOW - 10 days)
+    assert sum(c.count for c in board.heatmap) == 4
+    for cell in board.heatmap:
+        f = hazards.HazardFilter(area_id=cell.area_id, category=cell.category, found_from=days.since,
+                                 found_to=days.until)
+        assert hazards.list_for_user(db, actor=world.admin, filters=f)[1] == cell.count
+        assert cell.drill.exact and f"found_from={metrics._day(days.since)}" in cell.drill.href
+    assert sum(c.count for c in metrics.cockpit(db, actor=world.admin, now=NOW).heatmap) == 5  # last 30 days
+    assert sum(c.count for c in metrics.distribution(db, actor=world.admin)) == 6  # no window: all time
+
+
+def test_a_period_is_whole_seconds_and_covers_whole_plant_days() -> None:
+    since = dt.datetime(2026, 5, 1, 15, 59, 59, 900_000, tzinfo=dt.UTC)  # 23:59:59.9 on 1 May in Beijing
+    period = metrics.Period(since=since, until=since + 2 * DAY)
+    assert period.since.microsecond == 0 and period.days == 2
+    days = period.plant_days()
+    assert days.since == dt.datetime(2026, 4, 30, 16, 0, tzinfo=dt.UTC)  # 1 May 00:00 Beijing
+    assert days.until == dt.datetime(2026, 5, 3, 16, 0, tzinfo=dt.UTC)  # 4 May 00:00: 3 May is covered
+
+
+def test_cockpit_api_takes_an_exact_window_and_names_a_bad_field(client, db, world: World) -> None:  # noqa: ANN001
+    _hazard(db, world, HazardState.REPORTED, category="fire", found_at=NOW - 15 * DAY)
+    _hazard(db, world, HazardState.REPORTED, category="fire", found_at=NOW - 2 * DAY)
+    auth = world.auth(Role.SAFETY_MANAGER)
+    window = {"since": (NOW - 20 * DAY).isoformat(), "until": (NOW - 5 * DAY).isoformat()}
+    body = client.get("/api/v1/analytics/cockpit", params=window, headers=auth).json()
+    assert body["period_days"] == 15 and sum(c["count"] for c in body["heatmap"]) == 1
+    refused = client.get("/api/v1/analytics/cockpit", params={"since": window["until"], "until": window["since"]},
+                         headers=auth)
+    assert refused.status_code == 422 and refused.json()["detail"]["field"] == "until"
+    naive = client.get("/api/v1/analytics/cockpit", params={"since": "2026-05-01T00:00:00"}, headers=auth)
+    assert naive.status_code == 422 and naive.json()["detail"]["field"] == "since"

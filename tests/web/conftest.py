@@ -67,13 +67,14 @@ def live_server(app) -> Iterator[str]:  # noqa: ANN001
 
 @pytest.fixture
 def screenshot(tmp_path):  # noqa: ANN001, ANN201
-    """Take a full-page screenshot; with HAZARDLOOP_SCREENSHOT_DIR set (e.g. docs/screenshots) keep a copy there,
-    which is how the README pictures are refreshed."""
+    """Take a screenshot of what the viewport shows (the screen as a person sees it, and a PNG of a few
+    hundred KB at most rather than a metre-long page); with HAZARDLOOP_SCREENSHOT_DIR set (e.g.
+    docs/screenshots) keep a copy there, which is how the README pictures are refreshed."""
     keep = os.environ.get("HAZARDLOOP_SCREENSHOT_DIR")
 
     def take(page, name: str) -> int:  # noqa: ANN001
         path = tmp_path / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path))
         if keep:
             os.makedirs(keep, exist_ok=True)
             shutil.copyfile(path, os.path.join(keep, f"{name}.png"))

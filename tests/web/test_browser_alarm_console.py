@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hazardloop.alarms import service
@@ -15,6 +16,7 @@ from hazardloop.db import utcnow
 from hazardloop.demo.build import DEMO_PASSWORD, build_demo
 from hazardloop.hazards.models import Hazard
 from hazardloop.plant.models import Area, Sensor
+from hazardloop.readings.views import store_for
 
 pytestmark = pytest.mark.browser
 
@@ -26,9 +28,17 @@ def demo_world(db, tmp_path: Path) -> None:  # noqa: ANN001
     build_demo(db, data_dir=tmp_path, seed=1, days=1, hazards_per_day=0.1)
 
 
-def _raise(db) -> Alarm:  # noqa: ANN001
+def _raise(db, app) -> Alarm:  # noqa: ANN001
+    """A high-high alarm on a tank-farm gas detector, after 20 minutes of readings climbing to it."""
     tank = db.query(Area).filter_by(code="TANK").one()
     sensor = db.query(Sensor).filter_by(area_id=tank.id, kind="combustible_gas").order_by(Sensor.tag).first()
+    feed = getattr(app.state, "live_feed", None)
+    if feed is not None:  # these readings are for the chart only: live detection must not raise its own alarm
+        feed.stop()
+    end = int(utcnow().timestamp() * 1000)
+    ts = np.arange(end - 20 * 60_000, end, 5_000, dtype=np.int64)
+    climb = np.linspace(8.0, 62.0, len(ts)) + np.random.default_rng(1).normal(0, 1.5, len(ts))
+    store_for(app.state).insert(np.full(len(ts), sensor.id), ts, climb)
     alarm, _ = service.raise_or_update(
         db, sensor=SensorRef(id=sensor.id, tag=sensor.tag, area_id=sensor.area_id, unit=sensor.unit),
         alarm_type="limit_hh", at=utcnow(), value=62.0, reason=f"{sensor.tag} 高于高高限（浏览器测试）",
@@ -36,7 +46,7 @@ def _raise(db) -> Alarm:  # noqa: ANN001
     return alarm
 
 
-def test_operator_works_a_live_alarm_from_the_console(browser, live_server, demo_world, db,
+def test_operator_works_a_live_alarm_from_the_console(browser, live_server, app, demo_world, db,
                                                       screenshot) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(f"{live_server}/alarms")
@@ -46,7 +56,7 @@ def test_operator_works_a_live_alarm_from_the_console(browser, live_server, demo
     page.wait_for_url(f"{live_server}/alarms")
     page.wait_for_selector("[data-testid=alarm-table]")
 
-    alarm = _raise(db)  # after the page loaded: only the live refresh can show it
+    alarm = _raise(db, app)  # after the page loaded: only the live refresh can show it
     row = f"#alarm-{alarm.id}"
     page.wait_for_selector(row, timeout=POLL_WAIT_MS)
     assert "高于高高限（浏览器测试）" in page.inner_text(row)
@@ -80,3 +90,8 @@ def test_operator_works_a_live_alarm_from_the_console(browser, live_server, demo
     assert hazard.state == "DRAFT" and hazard.source_ref == f"alarm:{alarm.id}"
     page.click(f"{row} [data-testid=hazard-link]")
     page.wait_for_url(f"{live_server}/hazards/{hazard.id}")
+
+    page.goto(f"{live_server}/alarms/{alarm.id}")
+    page.wait_for_selector("#alarm-chart[data-ready='1']")
+    page.wait_for_timeout(800)  # the chart's entry animation
+    assert screenshot(page, "alarm-detail") > 20_000

@@ -37,7 +37,7 @@ def _list_total(page) -> int:  # noqa: ANN001
     return int(numbers[0])
 
 
-def test_manager_sees_every_chart_drawn(browser, live_server, demo_world, tmp_path: Path) -> None:  # noqa: ANN001
+def test_manager_sees_every_chart_drawn(browser, live_server, demo_world, screenshot) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     _login_to_cockpit(page, live_server)
     for chart in CHARTS:
@@ -45,17 +45,28 @@ def test_manager_sees_every_chart_drawn(browser, live_server, demo_world, tmp_pa
     assert page.get_attribute("#chart-heatmap", "data-empty") is None
     assert page.get_attribute("#chart-trend", "data-empty") is None
     assert "未闭环隐患" in page.inner_text("[data-testid=kpis]")
-    page.screenshot(path=str(tmp_path / "cockpit.png"), full_page=True)
-    assert (tmp_path / "cockpit.png").stat().st_size > 20_000
+    page.wait_for_timeout(1200)  # let the charts' entry animation finish before the picture
+    assert screenshot(page, "cockpit-zh") > 20_000
+    page.click("a.lang")
+    page.wait_for_selector("#cockpit[data-ready='1']")
+    assert "Open hazards" in page.inner_text("[data-testid=kpis]")
+    page.wait_for_timeout(1200)
+    assert screenshot(page, "cockpit-en") > 20_000
 
 
-def test_clicking_the_overdue_kpi_opens_a_list_of_that_many(browser, live_server, demo_world) -> None:  # noqa: ANN001
+def test_clicking_the_overdue_kpi_opens_a_list_of_that_many(browser, live_server, demo_world,
+                                                            screenshot) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     _login_to_cockpit(page, live_server)
     shown = int(page.get_attribute("[data-testid=kpi-overdue_hazards]", "data-value"))
     page.click("[data-testid=kpi-overdue_hazards]")
     assert "overdue=true" in page.url
     assert _list_total(page) == shown
+    page.goto(f"{live_server}/hazards")
+    assert screenshot(page, "hazard-list") > 20_000
+    page.locator("[data-testid=hazard-row] a").first.click()
+    page.wait_for_url(re.compile(r"/hazards/\d+$"))
+    assert screenshot(page, "hazard-detail") > 20_000
 
 
 def test_clicking_a_heatmap_cell_opens_its_area_and_category(browser, live_server, demo_world) -> None:  # noqa: ANN001

@@ -27,7 +27,7 @@ def open_move(page, target: str):  # noqa: ANN001, ANN201
 
 
 def test_officer_reports_confirms_and_assigns_a_hazard_on_a_phone(
-    browser, live_server, demo_world, tmp_path: Path
+    browser, live_server, demo_world, tmp_path: Path, screenshot
 ) -> None:  # noqa: ANN001
     photo = tmp_path / "现场.jpg"
     Image.new("RGB", (800, 600), (180, 90, 40)).save(photo, format="JPEG")
@@ -46,7 +46,7 @@ def test_officer_reports_confirms_and_assigns_a_hazard_on_a_phone(
     assert "匹配" in page.inner_text("[data-testid=suggested-category]")
     page.check("[data-testid=accept-ai]")
     page.set_input_files("input[name=photo]", str(photo))
-    page.screenshot(path=str(tmp_path / "1-report.png"), full_page=True)
+    assert screenshot(page, "hazard-report-phone") > 10_000
     page.click("[data-testid=report-submit]")
 
     page.wait_for_selector("[data-testid=reported-banner]")

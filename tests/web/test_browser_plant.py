@@ -26,7 +26,7 @@ def _login(page, base: str, username: str) -> None:  # noqa: ANN001
 
 
 def test_officer_logs_in_and_sees_only_granted_areas_on_the_plan(
-    browser, live_server, demo_world, tmp_path: Path
+    browser, live_server, demo_world, screenshot
 ) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     _login(page, live_server, "officer")
@@ -37,8 +37,7 @@ def test_officer_logs_in_and_sees_only_granted_areas_on_the_plan(
     assert "位号" in page.inner_text("[data-testid=sensor-table]")
     page.locator(".area-link", has_text="REACT").click()
     page.wait_for_function("document.querySelector('#area-detail h2').innerText.includes('REACT')")
-    page.screenshot(path=str(tmp_path / "plant.png"), full_page=True)
-    assert (tmp_path / "plant.png").stat().st_size > 10_000
+    assert screenshot(page, "plant") > 10_000
 
 
 def test_language_switch_renders_the_page_in_english(browser, live_server, demo_world) -> None:  # noqa: ANN001
@@ -49,9 +48,10 @@ def test_language_switch_renders_the_page_in_english(browser, live_server, demo_
     assert "Log out" in page.inner_text("header")
 
 
-def test_wrong_password_shows_the_error_in_chinese(browser, live_server, demo_world) -> None:  # noqa: ANN001
-    page = browser.new_page()
+def test_wrong_password_shows_the_error_in_chinese(browser, live_server, demo_world, screenshot) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(f"{live_server}/login")
+    assert screenshot(page, "login") > 5_000
     page.fill("input[name=username]", "officer")
     page.fill("input[name=password]", "wrong-password")
     page.click("button[type=submit]")

@@ -127,3 +127,32 @@ def test_every_site_is_offered_on_the_plan(client, db, small_demo) -> None:  # n
     second = re.search(r'<option value="(\d+)"[^>]*>S2 ·', options).group(1)
     chosen = _manager_page(client, period="90", site=second)
     assert f'data-site="{second}"' in chosen and 'name="period" value="90"' in chosen
+
+
+def test_the_heatmap_follows_the_period_and_the_plan_says_it_does_not(client, db, demo_world) -> None:  # noqa: ANN001
+    import json
+
+    from hazardloop.hazards import service as hazards
+
+    manager = db.query(User).filter_by(username="manager").one()
+    today = dt.datetime.now(BEIJING).date()
+    first, last = today - dt.timedelta(days=120), today - dt.timedelta(days=30)
+    page = _manager_page(client, period="custom", start=first.isoformat(), end=last.isoformat())
+    data = json.loads(re.search(r'id="cockpit-data">(.*?)</script>', page, re.S).group(1))
+    f = hazards.HazardFilter(found_from=_midnight(first), found_to=_midnight(last + dt.timedelta(days=1)))
+    in_window = [h for h in hazards.list_for_user(db, actor=manager, filters=f, limit=None)[0] if h.category]
+    assert 0 < sum(c["count"] for c in data["heatmap"]) == len(in_window)
+    everything = [h for h in hazards.list_for_user(db, actor=manager, limit=None)[0] if h.category]
+    assert len(everything) > len(in_window)  # the window mattered
+    cell = data["heatmap"][0]
+    assert f"found_from={first.isoformat()}" in cell["drill"]["href"] and cell["drill"]["exact"]
+    assert f"{first.isoformat()} 至 {last.isoformat()}" in page.split('data-testid="heatmap-hint"')[1][:200]
+    assert "风险等级" in page.split('data-testid="plan-hint"')[1][:200]
+
+
+def test_an_empty_english_unit_stays_empty_instead_of_showing_the_chinese_one() -> None:
+    from hazardloop.web.i18n import translate
+
+    assert translate("cockpit.unit.count", "zh-CN") == "项"
+    assert translate("cockpit.unit.count", "en") == ""
+    assert translate("no.such.key", "en") == "no.such.key"

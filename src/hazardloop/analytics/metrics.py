@@ -8,9 +8,13 @@ alarms/stats.py, the two domains' aggregate readers.
 
 Drill-down honesty: a link is ``exact`` only when the target list understands every filter the
 metric needs, so that its total equals the number. The hazard list (web/hazard_pages.ListQuery)
-understands HAZARD_LIST_FILTERS today; a metric that needs more (``open``, ``major``, closing
-dates) still sends those parameters — the list ignores unknown ones and shows a wider set —
-and says so with ``exact=False``, which the cockpit shows in the tooltip.
+understands HAZARD_LIST_FILTERS and the alarm console (web/alarm_filters.ConsoleQuery)
+ALARM_LIST_FILTERS; a metric that needs more still sends those parameters — the list ignores
+unknown ones and shows a wider set — and says so with ``exact=False``, which the cockpit shows in
+the tooltip.
+
+Periods are exact windows [since, until) in whole seconds, so an alarm drill-down can name them in
+its URL to the second; ``cockpit(days=…)`` is the shorthand for the window ending now.
 """
 
 from __future__ import annotations
@@ -21,21 +25,22 @@ from typing import Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from hazardloop.alarms import stats as alarm_stats
 from hazardloop.auth.models import User
 from hazardloop.hazards import stats as hazard_stats
 from hazardloop.hazards.ledger import BEIJING
-from hazardloop.hazards.models import HazardState
+from hazardloop.hazards.models import Hazard, HazardState
 from hazardloop.hazards.reference import categories
 from hazardloop.plant import service as plant
 
 HAZARD_LIST = "/hazards"
 HAZARD_LIST_FILTERS = frozenset({"area_id", "state", "level", "category", "source", "overdue", "open", "q",
                                  "found_from", "found_to", "closed_from", "closed_to"})
-ALARM_LIST = "/api/v1/alarms"  # the console API; the alarm page will take its place
-ALARM_LIST_FILTERS = frozenset({"active", "acknowledged", "area_id", "severity", "sensor_id", "type", "shelved"})
+ALARM_LIST = "/alarms"  # the 报警台 console, which also exports its filtered list as CSV
+ALARM_LIST_FILTERS = frozenset({"state", "area_id", "type", "severity", "verdict", "raised_from", "raised_to"})
 TREND_WEEKS = 52
 TOP_AREAS = 10
 
@@ -92,24 +97,55 @@ class Kpi(BaseModel):
 
 @dataclass(frozen=True)
 class Period:
-    """[since, until): the window of the rate and duration metrics; ``now`` for the state metrics."""
+    """[since, until): the window of the rate and duration metrics; ``now`` for the state metrics.
+
+    Both ends are cut to whole seconds, so the alarm console's ``raised_from``/``raised_to`` can
+    name the window exactly and its list has as many rows as the metric counted."""
 
     since: dt.datetime
     until: dt.datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "since", self.since.replace(microsecond=0))
+        object.__setattr__(self, "until", self.until.replace(microsecond=0))
 
     @classmethod
     def last_days(cls, days: int, now: dt.datetime) -> Period:
         return cls(since=now - dt.timedelta(days=days), until=now)
 
+    @property
+    def days(self) -> int:
+        """Whole days the window spans, rounded up."""
+        return max(1, -(-int((self.until - self.since).total_seconds()) // 86400))
+
+    def plant_days(self) -> Period:
+        """The plant days (Beijing midnights) covering the window: what the date-only lists can filter."""
+        first = self.since.astimezone(BEIJING).date()
+        last = (self.until - dt.timedelta(microseconds=1)).astimezone(BEIJING).date()
+        return Period(since=_plant_midnight(first), until=_plant_midnight(last + dt.timedelta(days=1)))
+
+
+def _plant_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), tzinfo=BEIJING).astimezone(dt.UTC)
+
 
 def plant_day_start(now: dt.datetime) -> dt.datetime:
     """Midnight of today on site (Beijing time), in UTC: "today" as the control room means it."""
-    local = now.astimezone(BEIJING)
-    return dt.datetime.combine(local.date(), dt.time(0), tzinfo=BEIJING).astimezone(dt.UTC)
+    return _plant_midnight(now.astimezone(BEIJING).date())
 
 
 def _day(value: dt.datetime) -> str:
     return value.astimezone(BEIJING).date().isoformat()
+
+
+def _instant(value: dt.datetime) -> str:
+    """A moment as the alarm console's raised_from/raised_to take it: plant time, to the second."""
+    return value.astimezone(BEIJING).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def _raised_drill(period: Period, **params: str | int | None) -> Drill:
+    """Alarms first raised in [since, until), narrowed by ``params``."""
+    return alarms_drill(**params, raised_from=_instant(period.since), raised_to=_instant(period.until))
 
 
 # ---------------------------------------------------------------- KPIs
@@ -196,7 +232,7 @@ def false_alarm_rate(db: Session, *, actor: User, period: Period) -> Kpi:
         numerator=r.false_alarms,
         denominator=judged,
         note=r.sensor_faults,
-        drill=alarms_drill(verdict="false_alarm", raised_from=_day(period.since)),
+        drill=_raised_drill(period, verdict="false_alarm"),
     )
 
 
@@ -211,7 +247,7 @@ def mean_minutes_to_acknowledge(db: Session, *, actor: User, period: Period) -> 
         value=value,
         unit="minutes",
         denominator=r.acknowledged,
-        drill=alarms_drill(acknowledged="true", raised_from=_day(period.since)),
+        drill=_raised_drill(period, state="acknowledged"),
     )
 
 
@@ -271,7 +307,7 @@ def areas(db: Session, *, actor: User, now: dt.datetime) -> list[AreaRow]:
                 active_alarms=alarms.get(area.id, 0),
                 drill_open=hazards_drill(area_id=area.id, open="true"),
                 drill_overdue=hazards_drill(area_id=area.id, overdue="true"),
-                drill_alarms=alarms_drill(active="true", area_id=area.id),
+                drill_alarms=alarms_drill(state="active", area_id=area.id),
             )
         )
     return rows
@@ -297,13 +333,33 @@ class Category(BaseModel):
     name_en: str
 
 
-def distribution(db: Session, *, actor: User) -> list[HeatCell]:
-    """Hazard distribution by area × category: every registered hazard with a category, any state,
-    all time — exactly what /hazards?area_id=…&category=… lists, so a cell equals its list."""
+def distribution(db: Session, *, actor: User, window: Period | None = None) -> list[HeatCell]:
+    """Hazard distribution by area × category: every registered hazard with a category, any state —
+    all time, or found (found_at) on the plant days covering ``window`` (Period.plant_days). That is
+    exactly what /hazards?area_id=…&category=…[&found_from=…&found_to=…] lists, so a cell equals its list."""
+    if window is None:
+        return [
+            HeatCell(area_id=a, category=c, count=n, drill=hazards_drill(area_id=a, category=c))
+            for a, c, n in hazard_stats.area_category(db, actor=actor)
+        ]
+    days = window.plant_days()
     return [
-        HeatCell(area_id=a, category=c, count=n, drill=hazards_drill(area_id=a, category=c))
-        for a, c, n in hazard_stats.area_category(db, actor=actor)
+        HeatCell(area_id=a, category=c, count=n,
+                 drill=hazards_drill(area_id=a, category=c, found_from=_day(days.since), found_to=_day(days.until)))
+        for a, c, n in _area_category_found(db, actor=actor, period=days)
     ]
+
+
+def _area_category_found(db: Session, *, actor: User, period: Period) -> list[tuple[int, str, int]]:
+    """hazards/stats.area_category restricted to found_at in [since, until), with its scope gate.
+
+    Lives here until hazards/stats.area_category takes a window itself (asked of the hazards owner)."""
+    rows = db.execute(
+        hazard_stats._scoped(actor, Hazard.area_id, Hazard.category, func.count())  # the areas gate
+        .where(Hazard.category.is_not(None), Hazard.found_at >= period.since, Hazard.found_at < period.until)
+        .group_by(Hazard.area_id, Hazard.category)
+    ).all()
+    return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
 class Week(BaseModel):
@@ -362,6 +418,9 @@ class Cockpit(BaseModel):
     generated_at: dt.datetime
     period_days: int
     period_since: dt.datetime
+    period_until: dt.datetime
+    heatmap_since: dt.datetime  # the plant days the heatmap counts (Period.plant_days of the period)
+    heatmap_until: dt.datetime
     kpis: list[Kpi]
     sites: list[SitePlan]
     areas: list[AreaRow]
@@ -372,9 +431,13 @@ class Cockpit(BaseModel):
     progress: list[StateCount]
 
 
-def cockpit(db: Session, *, actor: User, now: dt.datetime, days: int = 30) -> Cockpit:
-    """Everything the 驾驶舱 shows, for one actor at one moment; rates over the last ``days`` days."""
-    period = Period.last_days(days, now)
+def cockpit(db: Session, *, actor: User, now: dt.datetime, days: int = 30, window: Period | None = None,
+            trend_weeks: int = TREND_WEEKS) -> Cockpit:
+    """Everything the 驾驶舱 shows, for one actor at one moment. Rates, durations and the area ×
+    category heatmap cover ``window`` — by default the last ``days`` days — and the weekly trend
+    the ``trend_weeks`` weeks up to its end; open, overdue, major, progress and the plan are "now"."""
+    period = window or Period.last_days(days, now)
+    heat_days = period.plant_days()
     kpis = [
         open_hazards(db, actor=actor, now=now),
         overdue_hazards(db, actor=actor, now=now),
@@ -394,14 +457,17 @@ def cockpit(db: Session, *, actor: User, now: dt.datetime, days: int = 30) -> Co
     ]
     return Cockpit(
         generated_at=now,
-        period_days=days,
+        period_days=period.days,
         period_since=period.since,
+        period_until=period.until,
+        heatmap_since=heat_days.since,
+        heatmap_until=heat_days.until,
         kpis=kpis,
         sites=sites,
         areas=area_rows,
         top_areas=[a.id for a in top_areas(area_rows)],
         categories=[Category(code=c.code, name_zh=c.name_zh, name_en=c.name_en) for c in categories().values()],
-        heatmap=distribution(db, actor=actor),
-        weeks=weekly_trend(db, actor=actor, now=now),
+        heatmap=distribution(db, actor=actor, window=period),
+        weeks=weekly_trend(db, actor=actor, now=period.until - dt.timedelta(seconds=1), weeks=trend_weeks),
         progress=rectification_progress(db, actor=actor),
     )

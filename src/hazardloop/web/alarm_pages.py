@@ -5,6 +5,10 @@ The pages call alarms.service, the same functions as /api/v1/alarms, so the role
 refreshes itself every 5 s by HTMX polling of its table; each action (acknowledge, verdict, to hazard
 draft) is a plain form post that works without JavaScript, and with HTMX re-renders only its row.
 A refusal is answered with its status (403, 409, 422) and the reason shown beside the row.
+
+The list takes filters in its URL (web/alarm_filters.ConsoleQuery: state, area, type, severity,
+verdict, raise window), so a cockpit number links to exactly its alarms, the polling keeps them,
+and /alarms/export.csv hands over the same filtered list.
 """
 
 from __future__ import annotations
@@ -12,24 +16,28 @@ from __future__ import annotations
 import datetime as dt
 import math
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from hazardloop.alarms import service
-from hazardloop.alarms.models import SENSOR_FAULT_PREFIX, Alarm, AlarmType, ChartWindow, Verdict
+from hazardloop.alarms.models import SENSOR_FAULT_PREFIX, Alarm, AlarmType, ChartWindow, Severity, Verdict
 from hazardloop.auth import authz
 from hazardloop.auth import service as auth_service
 from hazardloop.auth.authz import OutOfScope, PermissionDenied
 from hazardloop.auth.models import User
 from hazardloop.db import utcnow
 from hazardloop.errors import Conflict, InvalidInput, NotFound
+from hazardloop.hazards.ledger import BEIJING
 from hazardloop.plant import service as plant
 from hazardloop.readings.views import store_for
+from hazardloop.web.alarm_filters import STATES, TYPE_FAMILIES, VERDICTS, ConsoleQuery, export_csv, list_alarms
 from hazardloop.web.deps import Db
 from hazardloop.web.hazard_pages import _name, local_time
-from hazardloop.web.pages import MaybeUser, render, to_login
+from hazardloop.web.i18n import translate
+from hazardloop.web.pages import MaybeUser, language_of, render, to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -100,15 +108,21 @@ def _is_htmx(request: Request) -> bool:
 # ---------------------------------------------------------------- the console list
 
 
-def _list(db: Session, user: User) -> tuple[list[Alarm], int, int]:
-    rows, total = service.list_for_user(db, actor=user, limit=LIST_LIMIT)
-    _, active = service.list_for_user(db, actor=user, filters=service.AlarmFilter(active=True), limit=1)
+CSV_HEADER_KEYS = ("id", "tag", "area", "type", "severity", "reason", "first", "last", "cleared", "count", "value",
+                   "peak", "unit", "acknowledged", "acknowledged_at", "verdict", "verdict_comment", "shelved_until")
+
+
+def _list(db: Session, user: User, query: ConsoleQuery, now: dt.datetime) -> tuple[list[Alarm], int, int]:
+    rows, total = list_alarms(db, actor=user, query=query, now=now, limit=LIST_LIMIT)
+    _, active = service.list_for_user(db, actor=user, filters=service.AlarmFilter(active=True), limit=1, now=now)
     return rows, total, active
 
 
 def _render_list(request: Request, db: Session, user: User, *, partial: bool, status_code: int = 200,
-                 errors: dict[int, str] | None = None) -> Response:
-    rows, total, active = _list(db, user)
+                 errors: dict[int, str] | None = None, query: ConsoleQuery | None = None) -> Response:
+    query = query or ConsoleQuery()
+    now = utcnow()
+    rows, total, active = _list(db, user, query, now)
     return render(
         request,
         "alarms/_table.html" if partial else "alarms/list.html",
@@ -118,17 +132,38 @@ def _render_list(request: Request, db: Session, user: User, *, partial: bool, st
         total=total,
         active_total=active,
         errors=errors or {},
-        now=utcnow(),
+        now=now,
+        query=query,
+        states=STATES,
+        type_families=TYPE_FAMILIES,
+        severities=[s.value for s in Severity],
+        verdict_choices=VERDICTS,
         **_common(db, user),
     )
 
 
 @router.get("/alarms")
 def alarm_list(request: Request, user: MaybeUser, db: Db) -> Response:
-    """The console. The page polls itself (HTMX, every 5 s) and then gets only the table."""
+    """The console, filtered by its URL. The page polls itself (HTMX, every 5 s) and then gets only the table."""
     if user is None:
         return to_login(request)
-    return _render_list(request, db, user, partial=_is_htmx(request))
+    return _render_list(request, db, user, partial=_is_htmx(request), query=ConsoleQuery.parse(request.query_params))
+
+
+@router.get("/alarms/export.csv")
+def alarm_export(request: Request, user: MaybeUser, db: Db) -> Response:
+    """The console's filtered list as a CSV file, headers in the page language."""
+    if user is None:
+        return to_login(request)
+    language = language_of(request, user)
+    query = ConsoleQuery.parse(request.query_params)
+    now = utcnow()
+    names = {a.id: f"{a.code} · {_name(a, language)}" for a in plant.list_areas(db, actor=user)}
+    headers = [translate(f"alarm.csv.{k}", language) for k in CSV_HEADER_KEYS]
+    body = export_csv(db, actor=user, query=query, now=now, headers=headers, area_names=names)
+    stamp = now.astimezone(BEIJING).strftime("%Y%m%d-%H%M")
+    return Response(body, media_type="text/csv; charset=utf-8",
+                         headers={"Content-Disposition": f'attachment; filename="alarms-{stamp}.csv"'})
 
 
 # ---------------------------------------------------------------- one alarm
@@ -257,12 +292,24 @@ def _act(request: Request, db: Session, user: User | None, alarm_id: int, back: 
     detail = back == "detail"
     if _is_htmx(request) and not detail:
         return _render_row(request, db, user, alarm_id, status_code=status_code, error=error)
+    query = _console_query_of_referer(request)
     if error is None:
-        target = f"/alarms/{alarm_id}?done={done}" if detail else f"/alarms#alarm-{alarm_id}"
+        shown = f"/alarms?{query.params()}" if query.any else "/alarms"
+        target = f"/alarms/{alarm_id}?done={done}" if detail else f"{shown}#alarm-{alarm_id}"
         return RedirectResponse(target, status_code=303)
     if detail:
         return _render_detail(request, db, user, alarm_id, status_code=status_code, error=error)
-    return _render_list(request, db, user, partial=False, status_code=status_code, errors={alarm_id: error})
+    return _render_list(request, db, user, partial=False, status_code=status_code, errors={alarm_id: error},
+                        query=query)
+
+
+def _console_query_of_referer(request: Request) -> ConsoleQuery:
+    """The filters of the console page a plain form was posted from, so the operator lands back on
+    the same filtered list; re-read through ConsoleQuery, never echoed, so no other URL can come back."""
+    referer = urlsplit(request.headers.get("referer") or "")
+    if referer.path != "/alarms":
+        return ConsoleQuery()
+    return ConsoleQuery.parse({k: v[-1] for k, v in parse_qs(referer.query).items()})
 
 
 def _render_row(request: Request, db: Session, user: User, alarm_id: int, *, status_code: int,

@@ -5,10 +5,11 @@ it, so what a manager sees, what a report prints and what the API answers are on
 cards are plain links rendered here (they work without JavaScript); the charts are drawn by
 static/cockpit.js from the embedded data.
 
-A period picker chooses the window of the rate and duration KPIs and of the weekly trend: the last
-7 / 30 / 90 days, this year, or custom dates (plant days, Beijing time). State KPIs (open, overdue,
-major) are always "now". A window metrics.cockpit cannot express by a number of days (this year,
-custom dates) has its period KPIs recomputed by the same metric functions on the exact window.
+A period picker chooses the window of the rate and duration KPIs, of the area × category heatmap
+and of the weekly trend: the last 7 / 30 / 90 days, this year, or custom dates (plant days, Beijing
+time); metrics.cockpit takes that exact window. State KPIs (open, overdue, major), the progress and
+the four-colour plan are always "now": the plan is coloured by each area's risk grade, which no
+period changes, and the page says so.
 """
 
 from __future__ import annotations
@@ -53,13 +54,6 @@ PRESET_DAYS = {"7": 7, "30": 30, "90": 90}
 PERIOD_CHOICES = ("7", "30", "90", "year", "custom")
 DEFAULT_PERIOD = "30"
 MAX_TREND_WEEKS = metrics.TREND_WEEKS
-# The KPIs measured over the period (the rest are states "now"), each with its metric function.
-PERIOD_KPIS = {
-    "on_time_rate": metrics.on_time_rectification_rate,
-    "mean_days_to_close": metrics.mean_days_report_to_close,
-    "false_alarm_rate": metrics.false_alarm_rate,
-    "mean_minutes_to_ack": metrics.mean_minutes_to_acknowledge,
-}
 
 
 @dataclass(frozen=True)
@@ -71,13 +65,9 @@ class ChosenPeriod:
     invalid: bool = False  # the custom dates were refused and the default is shown instead
 
     @property
-    def days(self) -> int:
-        """Whole days the window spans, rounded up (metrics.cockpit's ``days``)."""
-        return max(1, math.ceil((self.period.until - self.period.since).total_seconds() / 86400))
-
-    @property
-    def is_last_days(self) -> bool:
-        return self.key in PRESET_DAYS
+    def trend_weeks(self) -> int:
+        """The weekly trend spans the window and the week before it, 2 to 52 weeks."""
+        return max(2, min(MAX_TREND_WEEKS, math.ceil(self.period.days / 7) + 1))
 
 
 def _plant_midnight(day: dt.date) -> dt.datetime:
@@ -110,16 +100,8 @@ def choose_period(key: str | None, start: str | None, end: str | None, now: dt.d
 
 
 def cockpit_for(db: Session, user: User, now: dt.datetime, chosen: ChosenPeriod) -> metrics.Cockpit:
-    """metrics.cockpit for the chosen window: its period KPIs on exactly that window, its trend up to its end."""
-    data = metrics.cockpit(db, actor=user, now=now, days=min(chosen.days, 366))
-    weeks = max(2, min(MAX_TREND_WEEKS, math.ceil(chosen.days / 7) + 1))
-    update: dict[str, object] = {"weeks": metrics.weekly_trend(db, actor=user, now=chosen.period.until, weeks=weeks)}
-    if not chosen.is_last_days:
-        update["kpis"] = [
-            PERIOD_KPIS[k.key](db, actor=user, period=chosen.period) if k.key in PERIOD_KPIS else k for k in data.kpis
-        ]
-        update["period_since"] = chosen.period.since
-    return data.model_copy(update=update)
+    """metrics.cockpit on exactly the chosen window, its trend up to the window's end."""
+    return metrics.cockpit(db, actor=user, now=now, window=chosen.period, trend_weeks=chosen.trend_weeks)
 
 
 @router.get("/cockpit")

@@ -20,7 +20,10 @@ def catalogue(language: str) -> dict[str, str]:
 
 
 def translate(key: str, language: str, **values: object) -> str:
-    text = catalogue(language).get(key) or catalogue("zh-CN").get(key) or key
+    # An empty translation is a translation ("项" has no English unit); only a missing key falls back.
+    text = catalogue(language).get(key)
+    if text is None:
+        text = catalogue("zh-CN").get(key, key)
     return text.format(**values) if values else text
 
 

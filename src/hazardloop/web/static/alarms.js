@@ -13,6 +13,9 @@
   };
 
   const LIMIT_COLOURS = { HH: "#d9363e", H: "#f08c2e", L: "#f08c2e", LL: "#d9363e" };
+  // Times read in plant time (Beijing), as every time on the page does, whatever the viewer's own zone.
+  const PLANT_CLOCK = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const PLANT_STAMP = new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
 
   function drawChart() {
     const el = document.getElementById("alarm-chart");
@@ -30,9 +33,13 @@
     }));
     chart.setOption({
       title: { text: data.title, subtext: data.tag + unit, left: "center", textStyle: { fontSize: 14 } },
-      tooltip: { trigger: "axis", valueFormatter: (v) => (v == null ? "—" : Number(v).toPrecision(4) + unit) },
+      tooltip: {
+        trigger: "axis",
+        valueFormatter: (v) => (v == null ? "—" : Number(v).toPrecision(4) + unit),
+        axisPointer: { label: { formatter: (p) => PLANT_STAMP.format(p.value) } },
+      },
       grid: { left: 56, right: 24, top: 64, bottom: 56 },
-      xAxis: { type: "time", min: data.start, max: data.end },
+      xAxis: { type: "time", min: data.start, max: data.end, axisLabel: { formatter: (v) => PLANT_CLOCK.format(v) } },
       yAxis: { type: "value", scale: true, name: data.unit || "" },
       dataZoom: [{ type: "inside" }, { type: "slider", height: 18, bottom: 8 }],
       series: [

@@ -1,0 +1,202 @@
+"""The 报警台's filters: what travels in the console URL, the database query it means, and its CSV.
+
+A cockpit number links here with the same filters it counted by (analytics/metrics.ALARM_LIST_FILTERS),
+so the console lists exactly the alarms behind the number, and "export" hands over the same list.
+
+The filters the alarms service knows (state as active / acknowledged / shelved, area, severity)
+go through service.AlarmFilter and its query, which also applies the reader's area scope; the ones
+it does not know yet (verdict, type family, raise window) are added to that same SELECT, so all of
+the filtering runs in the database. Once alarms.service.AlarmFilter grows those fields (asked of the
+alarms owner) the extra WHERE clauses move there.
+
+Bad values are not refused — a stale shared link still opens — but they are ignored visibly: the
+console names each field it could not read.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from hazardloop.alarms import service
+from hazardloop.alarms.models import SENSOR_FAULT_PREFIX, Alarm, AlarmType, Severity, Verdict
+from hazardloop.auth import authz
+from hazardloop.auth.models import User
+from hazardloop.hazards.ledger import BEIJING, neutralise
+
+STATES = ("active", "unacknowledged", "acknowledged", "cleared", "shelved")
+TYPE_FAMILIES = ("limit", "statistical", "sensor_fault")
+VERDICTS = (*(v.value for v in Verdict), "none")
+EXPORT_LIMIT = 50_000  # rows in one CSV; the file says when it was cut
+
+
+def _family(name: str) -> ColumnElement[bool]:
+    """limit: the four limit types; statistical: the statistical detector; sensor_fault: every
+    ``sensor_fault:<kind>`` and ``silent`` (an instrument that stopped reporting is an instrument fault)."""
+    if name == "limit":
+        return Alarm.type.in_([t.value for t in AlarmType if t.value.startswith("limit_")])
+    if name == "statistical":
+        return Alarm.type == AlarmType.STATISTICAL.value
+    return or_(Alarm.type.like(f"{SENSOR_FAULT_PREFIX}:%"), Alarm.type == AlarmType.SILENT.value)
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """'2026-11-28' (plant midnight) or '2026-11-28T08:30[:15]' (plant time, Beijing) → UTC."""
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=BEIJING)
+    return value.astimezone(dt.UTC)
+
+
+def _show_instant(value: dt.datetime) -> str:
+    """Back to the plant-time text the form and the URL carry (date only at midnight)."""
+    local = value.astimezone(BEIJING).replace(tzinfo=None)
+    return local.date().isoformat() if local.time() == dt.time(0) else local.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ConsoleQuery:
+    state: str | None = None  # one of STATES
+    area_id: int | None = None
+    type: str | None = None  # one of TYPE_FAMILIES
+    severity: Severity | None = None
+    verdict: str | None = None  # a Verdict value, or "none" for not yet judged
+    raised_from: dt.datetime | None = None  # first_at >= raised_from (UTC)
+    raised_to: dt.datetime | None = None  # first_at < raised_to
+    ignored: tuple[str, ...] = field(default=())  # fields whose value could not be read
+
+    @classmethod
+    def parse(cls, params: Any) -> ConsoleQuery:  # noqa: ANN401 - Starlette QueryParams or a dict
+        ignored: list[str] = []
+
+        def text(name: str) -> str | None:
+            return (params.get(name) or "").strip() or None
+
+        def pick(name: str, allowed: Any) -> str | None:  # noqa: ANN401
+            value = text(name)
+            if value is not None and value not in allowed:
+                ignored.append(name)
+                return None
+            return value
+
+        def instant(name: str) -> dt.datetime | None:
+            value = text(name)
+            try:
+                return parse_instant(value) if value else None
+            except ValueError:
+                ignored.append(name)
+                return None
+
+        area = text("area_id")
+        if area is not None and not (area.isdigit() and len(area) < 10):
+            ignored.append("area_id")
+            area = None
+        severity = pick("severity", {s.value for s in Severity})
+        return cls(
+            state=pick("state", STATES),
+            area_id=int(area) if area else None,
+            type=pick("type", TYPE_FAMILIES),
+            severity=Severity(severity) if severity else None,
+            verdict=pick("verdict", VERDICTS),
+            raised_from=instant("raised_from"),
+            raised_to=instant("raised_to"),
+            ignored=tuple(ignored),
+        )
+
+    @property
+    def any(self) -> bool:
+        return bool(self.params())
+
+    def params(self) -> str:
+        """The filters as the console URL carries them (empty ones left out)."""
+        values = {
+            "state": self.state,
+            "area_id": self.area_id,
+            "type": self.type,
+            "severity": self.severity.value if self.severity else None,
+            "verdict": self.verdict,
+            "raised_from": _show_instant(self.raised_from) if self.raised_from else None,
+            "raised_to": _show_instant(self.raised_to) if self.raised_to else None,
+        }
+        return urlencode({k: v for k, v in values.items() if v is not None})
+
+    def form_value(self, name: str) -> str:
+        """A raise-window bound as <input type="datetime-local"> shows it."""
+        value = getattr(self, name)
+        return "" if value is None else value.astimezone(BEIJING).replace(tzinfo=None).isoformat(timespec="seconds")
+
+    def service_filter(self) -> service.AlarmFilter:
+        return service.AlarmFilter(
+            active={"active": True, "cleared": False}.get(self.state or ""),
+            acknowledged={"acknowledged": True, "unacknowledged": False}.get(self.state or ""),
+            area_id=self.area_id,
+            severity=self.severity,
+            shelved=True if self.state == "shelved" else None,
+        )
+
+    def select(self, actor: User, now: dt.datetime) -> Select:
+        """SELECT alarms of the actor's areas matching every filter (service rules + the extra ones)."""
+        authz.require(actor, "alarm.read")
+        query = service._filtered(actor, self.service_filter(), now)  # the service's scope and filters
+        if self.type is not None:
+            query = query.where(_family(self.type))
+        if self.verdict == "none":
+            query = query.where(Alarm.verdict.is_(None))
+        elif self.verdict is not None:
+            query = query.where(Alarm.verdict == self.verdict)
+        if self.raised_from is not None:
+            query = query.where(Alarm.first_at >= self.raised_from)
+        if self.raised_to is not None:
+            query = query.where(Alarm.first_at < self.raised_to)
+        return query
+
+
+def list_alarms(db: Session, *, actor: User, query: ConsoleQuery, now: dt.datetime, limit: int | None,
+                offset: int = 0) -> tuple[list[Alarm], int]:
+    """The matching alarms, active first then newest first (as service.list_for_user), and their total."""
+    selected = query.select(actor, now)
+    total = db.scalar(select(func.count()).select_from(selected.subquery())) or 0
+    selected = selected.order_by(Alarm.active.desc(), Alarm.first_at.desc(), Alarm.id.desc()).offset(offset)
+    if limit is not None:
+        selected = selected.limit(limit)
+    return list(db.scalars(selected)), total
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def _cell(value: Any) -> str:  # noqa: ANN401
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    return neutralise(str(value))
+
+
+def export_csv(db: Session, *, actor: User, query: ConsoleQuery, now: dt.datetime, headers: list[str],
+               area_names: dict[int, str]) -> bytes:
+    """The filtered list as CSV (UTF-8 with a BOM, for Excel on Chinese Windows), times in plant time.
+
+    ``headers`` are the translated column names, in the order of the values written below."""
+    rows, total = list_alarms(db, actor=actor, query=query, now=now, limit=EXPORT_LIMIT)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(headers)
+    for a in rows:
+        writer.writerow([_cell(v) for v in (
+            a.id, a.tag, area_names.get(a.area_id, a.area_id), a.type, a.severity, a.reason, a.first_at, a.last_at,
+            a.cleared_at, a.count, a.value, a.peak, a.unit, a.acknowledged, a.acknowledged_at, a.verdict,
+            a.verdict_comment, a.shelved_until,
+        )])
+    if total > len(rows):
+        writer.writerow([f"# {len(rows)} of {total} rows; narrow the filters for the rest"])
+    return out.getvalue().encode("utf-8-sig")
