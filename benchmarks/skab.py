@@ -63,8 +63,10 @@ def main() -> None:
     console.print(rich_table("SKAB (34 files, rows 1–400 train, pooled)", header, rows))
     free = anomaly_free_share()
     console.print(f"anomaly-free.csv with every default (first 20 % train): {free:.1f} % of later rows flagged")
+    unseen = unseen_series()
+    console.print(rich_table("Series never used for tuning (every default)", UNSEEN_HEADER, unseen))
     flagged = {name: 100 * f / max(n, 1) for name, (f, n) in side.items()}
-    write_report(header, rows, per_file, (tp, fp, fn, tn), free, flagged)
+    write_report(header, rows, per_file, (tp, fp, fn, tn), free, flagged, unseen)
     plot(per_file, f1, far, mar)
 
 
@@ -79,7 +81,63 @@ def anomaly_free_share() -> float:
     return 100 * float(flags[k:].mean())
 
 
-def write_report(header, rows, per_file, totals, free, flagged) -> None:
+UNSEEN_HEADER = ["series", "rows judged", "false alarms % (normal rows)", "detection % (fault rows)"]
+CMAPSS_UNITS = 20  # C-MAPSS FD001 engines 1-20
+CMAPSS_TRAIN = 50  # first 50 cycles of each engine train (the shortest engine runs 128)
+
+
+def unseen_series() -> list[list[str]]:
+    """The defaults on series nothing was tuned on: C-MAPSS engines and the simulated demo plant.
+
+    C-MAPSS FD001: each engine is one CSV (cycle as the time column, the 21 sensors), trained on its
+    first 50 cycles; "normal" = later cycles with more than 125 cycles of life left (the usual cap
+    before which degradation is taken as negligible), "fault" = the last 20 cycles before failure.
+    Demo plant (``hazardloop.demo.signals.simulate``, seed 7): 4 days at 2-minute steps, the first day
+    trains; "fault" rows are those inside an injected event (process fault or sensor failure).
+    """
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        a = np.loadtxt(data_dir() / "cmapss" / "train_FD001.txt")
+        flagged_normal = normal = flagged_fault = fault = 0
+        for unit in track(range(1, CMAPSS_UNITS + 1), description="C-MAPSS: hazardloop detect per engine"):
+            x = a[a[:, 0] == unit]
+            frame = pd.DataFrame(x[:, 5:], columns=[f"sensor{i}" for i in range(1, 22)])
+            frame.insert(0, "cycle", x[:, 1])
+            src, out = Path(tmp) / f"engine{unit}.csv", Path(tmp) / f"out{unit}.csv"
+            frame.to_csv(src, index=False)
+            run_detect(src, out, "cycle", CMAPSS_TRAIN)
+            flags = pd.read_csv(out)["is_anomaly"].to_numpy().astype(bool)
+            life_left = len(flags) - 1 - np.arange(len(flags))
+            ok = (np.arange(len(flags)) >= CMAPSS_TRAIN) & (life_left > 125)
+            flagged_normal, normal = flagged_normal + int(flags[ok].sum()), normal + int(ok.sum())
+            flagged_fault, fault = flagged_fault + int(flags[life_left < 20].sum()), fault + int((life_left < 20).sum())
+        rows.append([f"C-MAPSS FD001 engines 1–{CMAPSS_UNITS}, {CMAPSS_TRAIN} cycles train", f"{normal + fault}",
+                     f"{100 * flagged_normal / normal:.1f}", f"{100 * flagged_fault / fault:.1f}"])
+        rows.append(demo_plant(Path(tmp)))
+    return rows
+
+
+def demo_plant(tmp: Path) -> list[str]:
+    from datetime import datetime, timedelta
+
+    from hazardloop.demo.signals import simulate
+    from hazardloop.demo.spec import load_plant_spec
+
+    sim = simulate(load_plant_spec(), start=datetime(2026, 1, 5), duration=timedelta(days=4),
+                   step=timedelta(minutes=2), seed=7)
+    k = 720  # the first day
+    reporting = np.isfinite(sim.values[:k]).mean(axis=0) > 0.5  # a tag without readings cannot be trained
+    frame = sim.to_frame()[["timestamp", *[t for t, r in zip(sim.tags, reporting, strict=True) if r]]]
+    src, out = tmp / "demo.csv", tmp / "demo_out.csv"
+    frame.to_csv(src, index=False)
+    run_detect(src, out, "timestamp", k)
+    flags = pd.read_csv(out)["is_anomaly"].to_numpy().astype(bool)[k:]
+    truth = sim.truth_mask().any(axis=1)[k:]
+    return [f"demo plant ({len(frame.columns) - 1} tags, 2-min steps), day 1 trains", f"{len(flags)}",
+            f"{100 * flags[~truth].mean():.1f}", f"{100 * flags[truth].mean():.1f}"]
+
+
+def write_report(header, rows, per_file, totals, free, flagged, unseen) -> None:
     tp, fp, fn, tn = totals
     file_rows = [[name, str(a), str(b), str(c), str(d),
                   f"{a / (a + (b + c) / 2):.2f}" if a + b + c else "–"] for name, a, b, c, d in per_file]
@@ -105,6 +163,12 @@ temperature often stays where the fault left it while SKAB labels the rows norma
 not return exactly either: in this run, normal test rows before the fault are flagged
 {flagged['before']:.1f} % of the time, normal rows after it {flagged['after']:.1f} %.
 
+Series never used to choose any default (the guard against fitting SKAB):
+
+{markdown_table(UNSEEN_HEADER, unseen)}
+
+C-MAPSS engines degrade slowly from the start, so some of its "normal" rows are early wear, not noise.
+
 ## How every threshold is chosen (training rows only)
 * Slow sensors: a sensor whose training variance lies more *between* the means of 5 contiguous blocks
   of its training rows than within them (between-block share > 0.5) wanders on a time scale the
@@ -119,9 +183,16 @@ not return exactly either: in this run, normal test rows before the fault are fl
   sensor's drift direction explains ≥ 80 % of it (reconstruction-based contribution).
 * Process components (EWMA max over sensors, dynamic PCA with 2 lags and 95 % variance: T² and SPE
   smoothed over the last 8 rows): the 400 rows are cut into 5 contiguous blocks, each scored by a model
-  fitted on the other 4 (*out-of-sample* scores); each limit is the larger of the 99.5 % quantile of all
-  those scores and the largest 99.5 % quantile of any single block — new data differ from the training
-  rows at least as much as the training blocks differ from each other.
+  fitted on the other 4 (*out-of-sample* scores), and one more block is scored *forward in time*: the
+  last 30 % of the rows (120) by a model fitted on the first 70 % (rolling-origin validation) — new rows
+  always come after the training rows, and a drifting process is missed by more going forward than
+  by leaving out a block in the middle. Each limit is the larger of the 99.5 % quantile of all those
+  scores and the largest 99.5 % quantile of any single block — new data differ from the training rows
+  at least as much as the training blocks differ from each other.
+* Not in the defaults (available in `DetectConfig`, measured and left out): canonical variate analysis
+  T²/Q (it adds 0.3 points of TEP detection but raises false alarms here and on C-MAPSS) and an adaptive
+  normal reference that follows slow drift from rows judged normal (it cuts anomaly-free.csv to about
+  5 % flagged but learns the slowly building fault of other/4 as normal and lowers F1 here).
 * An alarm is raised when any component is over its limit or a sensor fault is present, and clears
   after 3 rows back under every limit.
 No test row, label or per-file setting is used to choose anything; all defaults are the CLI's.

@@ -86,10 +86,10 @@ of its training variance between the means of 5 contiguous blocks than within th
 monitored through its one-row changes instead of its level; no TEP variable qualifies (the largest
 between-block share in `d00.dat` is 0.29). EWMA max over sensors and dynamic PCA (2 lags, 95 % variance)
 T² and SPE smoothed over the last 8 rows: the 500 rows are cut into 5 contiguous blocks, each scored by a
-model fitted on the other 4; each limit is the larger of the 99.5 % quantile of all these out-of-sample
-scores and the largest 99.5 % quantile of any single block. An alarm clears after 3 rows back under
-every limit. Nothing is fitted
-on `d00_te.dat` or on any fault run.
+model fitted on the other 4, plus one block scored forward in time (the last 150 rows by a model fitted on
+the first 350); each limit is the larger of the 99.5 % quantile of all these out-of-sample scores and the
+largest 99.5 % quantile of any single block. An alarm clears after 3 rows back under every limit. Nothing
+is fitted on `d00_te.dat` or on any fault run.
 
 Where the gain over PCA comes from (the `reason` column of the alarms): fault 21 (the stream-4 valve is
 stuck) is found by the stuck-sensor check on XMV(4); faults 5, 10, 16 and 20 mostly by the peer-drift
@@ -97,6 +97,12 @@ check (XMV(11), XMEAS(18), XMV(9), XMEAS(7) leave the values their correlated pe
 cannot tell this from a sensor drift, so the reason says both); fault 19 by SPE smoothed over 8 rows.
 A sensor flagged by the drift check is left out of T²/SPE for those rows, so those alarms are reported as
 peer-drift rather than T²/SPE.
+
+Canonical variate analysis (`CVAMonitor`: 3 past and 3 future rows, states = canonical correlations
+≥ 0.5, T² and Q smoothed over 8 rows, limits as above) is available as the components `cva_t2`/`cva_q`
+but not in the defaults: measured with the same protocol it raises the mean detection rate by about
+0.3 points at the same false-alarm rate, while raising the false alarms on SKAB and C-MAPSS
+(skab.md), so the issue's rule (only if it wins here without hurting SKAB) keeps it out.
 """
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tep.md").write_text(text)

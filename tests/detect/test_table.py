@@ -1,6 +1,6 @@
 import numpy as np
 
-from hazardloop.detect.table import TableDetector
+from hazardloop.detect.table import DetectConfig, TableDetector
 
 NAMES = ["FIC-201", "TI-205", "PI-300", "LI-400"]
 
@@ -90,3 +90,31 @@ def test_stationary_sensors_are_not_slow_and_limits_cover_every_training_block(c
     det, _ = fitted(correlated)
     assert not det.slow_.any()
     assert all(np.all(lim.limit_ > 0) for lim in det.limits.values())
+
+
+def test_limits_also_cover_the_last_training_rows_scored_by_a_model_of_the_earlier_ones():
+    """A sensor that gets noisier through training: the forward-scored block widens its limit."""
+    rng = np.random.default_rng(7)
+    latent = np.zeros((1600, 2))
+    for t in range(1, 1600):
+        latent[t] = 0.8 * latent[t - 1] + rng.standard_normal(2)
+    x = 50 + latent @ np.array([[1.0, 0.5, 0.0, 1.0], [0.0, 1.0, 1.0, -0.5]]) + 0.1 * rng.standard_normal((1600, 4))
+    x[:, 3] += 0.6 * np.clip((np.arange(1600) - 300) / 300, 0, 1) * rng.standard_normal(1600)
+    without = TableDetector(NAMES, DetectConfig(forward_share=0.0)).fit(x[:600])
+    forward = TableDetector(NAMES, DetectConfig(forward_share=0.3)).fit(x[:600])
+    assert all(np.all(forward.limits[k].limit_ >= without.limits[k].limit_) for k in without.limits)
+    assert forward.limits["spe"].limit_ > without.limits["spe"].limit_
+    ts = np.arange(1600, dtype=float)
+    assert forward.detect(x, ts).is_anomaly[600:].mean() < without.detect(x, ts).is_anomaly[600:].mean()
+
+
+def test_canonical_variate_components_can_be_switched_on_and_name_their_sensors(correlated):
+    cfg = DetectConfig(components=("ewma", "t2", "spe", "cva_t2", "cva_q"))
+    train = correlated(600)
+    det = TableDetector(NAMES, cfg).fit(train, np.arange(600, dtype=float))
+    test = correlated(400)
+    test[200:, 1] = 50 + (test[200:, 1] - 50) * -1.0
+    res, k = run(det, train, test)
+    assert {"cva_t2", "cva_q"} <= set(res.components)
+    assert res.is_anomaly[k + 210 :].mean() > 0.8 and res.is_anomaly[k : k + 200].mean() < 0.1
+    assert any("CVA" in r and "TI-205" in r for r in res.reason[k + 210 :])
