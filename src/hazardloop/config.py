@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     )
     mqtt_topic: str = Field(default="hazardloop/{site}/{tag}", description="Topic template (connectors/README.md).")
     mqtt_group: str = Field(default="hazardloop", description="MQTT v5 shared-subscription group of ingest workers.")
+    mqtt_client_id: str = Field(
+        default="",
+        description="MQTT client id of the server's connector; empty = hazardloop-server-<host name>-<8 hex of "
+        "sha256(data_dir, port)>, stable across restarts so the broker resumes the session. Give each "
+        "server process its own (two connections with one id take the session from each other).",
+    )
+    mqtt_session_expiry_s: int = Field(
+        default=3600,
+        ge=0,
+        description="How long the broker keeps the server's MQTT session (and the QoS 1 messages not yet "
+        "acknowledged) after a disconnect or crash; 0 = none, messages in flight are lost on a crash.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ import pytest
 from alarm_clock import T0
 
 from hazardloop.alarms import service
+from hazardloop.alarms.models import Verdict
 from hazardloop.auth.roles import Role
 from hazardloop.hazards import service as hazards
 from hazardloop.hazards.models import HazardState
@@ -60,6 +61,42 @@ def test_the_list_filters_and_keeps_to_the_users_areas(client, world, alarm_a, a
                                                    "area_id": world.area_a}, headers=world.auth(Role.ADMIN)).json()
     assert [a["id"] for a in unacked["items"]] == [alarm_a.id]
     assert unacked["items"][0]["state"] == "ACTIVE_UNACK" and unacked["items"][0]["severity"] == "CRITICAL"
+
+
+def _listed(client, world, **params: str) -> set[int]:  # noqa: ANN001
+    r = client.get("/api/v1/alarms", params=params, headers=world.auth(Role.ADMIN))
+    assert r.status_code == 200, r.text
+    assert r.json()["total"] == len(r.json()["items"])
+    return {a["id"] for a in r.json()["items"]}
+
+
+def test_the_list_takes_the_consoles_verdict_family_and_raise_window(client, db, world, gt101, alarm_a, alarm_b):
+    stuck, _ = service.raise_or_update(db, sensor=gt101, alarm_type="sensor_fault:stuck",
+                                       at=T0 + dt.timedelta(hours=2), value=4.0, reason="GT-101 stuck")
+    service.give_verdict(db, actor=world.users[Role.OPERATOR], alarm_id=alarm_a.id, verdict=Verdict.FALSE_ALARM)
+    assert _listed(client, world, verdict="false_alarm") == {alarm_a.id}
+    assert _listed(client, world, verdict="none") == {alarm_b.id, stuck.id}
+    assert _listed(client, world, type_family="sensor_fault") == {stuck.id}
+    assert _listed(client, world, type_family="limit", verdict="none") == {alarm_b.id}
+    beijing_hour = {"raised_from": "2026-06-01T16:00:00+08:00", "raised_to": "2026-06-01T17:00:00+08:00"}
+    assert _listed(client, world, **beijing_hour) == {alarm_a.id, alarm_b.id}  # T0 is 16:00 in Beijing
+    assert _listed(client, world, raised_to=T0.isoformat()) == set()  # the end is exclusive
+    assert _listed(client, world, raised_from="2026-06-01T09:00:00Z") == {stuck.id}
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("verdict", "false"), ("type_family", "silent"), ("raised_from", "2026-06-01T08:00:00"), ("raised_to", "today"),
+])
+def test_an_unreadable_list_filter_is_a_422_naming_it(client, world, name, value):
+    r = client.get("/api/v1/alarms", params={name: value}, headers=world.auth(Role.ADMIN))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", name]
+
+
+def test_the_new_list_filters_are_documented_in_the_api(client):
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/alarms"]["get"]
+    parameters = {p["name"] for p in operation["parameters"]}
+    assert {"verdict", "type_family", "raised_from", "raised_to"} <= parameters
+    assert all(name in operation["description"] for name in ("verdict", "type_family", "raised_from", "raised_to"))
 
 
 def test_only_managers_and_operators_shelve(client, world, alarm_a):

@@ -158,6 +158,22 @@ def test_each_filter_narrows_the_list_in_the_console(client, alarms: Alarms, wor
     assert listed(client, f"/alarms?severity={severity}")[0] >= {ids["today"], ids["yesterday"]}
 
 
+def test_the_api_takes_the_same_filters_and_lists_the_same_alarms(client, alarms: Alarms, world: World) -> None:  # noqa: ANN001
+    login(client, "admin")
+    day = (alarms.midnight - 6 * DAY).astimezone(BEIJING).date()
+    cases = (
+        ("type=sensor_fault", {"type_family": "sensor_fault"}),
+        ("type=limit&verdict=false_alarm", {"type_family": "limit", "verdict": "false_alarm"}),
+        ("verdict=none&state=active", {"verdict": "none", "active": "true"}),
+        (f"raised_from={day}&raised_to={day + DAY}",
+         {"raised_from": f"{day}T00:00:00+08:00", "raised_to": f"{day + DAY}T00:00:00+08:00"}),
+    )
+    for console, api in cases:
+        answer = client.get("/api/v1/alarms", params={**api, "limit": 500}, headers=world.auth(Role.ADMIN)).json()
+        shown = {a["id"] for a in answer["items"]}
+        assert shown and listed(client, f"/alarms?{console}") == (shown, answer["total"]), console
+
+
 def test_unreadable_filters_are_named_and_ignored(client, alarms: Alarms) -> None:  # noqa: ANN001
     login(client, "admin")
     page = client.get("/alarms", params={"state": "burning", "raised_from": "yesterday", "type": "limit"}).text

@@ -31,6 +31,15 @@ worker thread of its own turns them into aligned batches for ``LiveDetection`` a
   when there is no saved state (sensors without enough history keep their configured limits only),
   or from what a caller hands ``learn_normal`` (the demo's simulator). New sensors are picked up when
   their first reading arrives; limits edited in the register within ``refresh_s``.
+* **One detector per database.** Two processes running detection under one name would overwrite each
+  other's saved state and raise every alarm twice (two uvicorn workers, two servers on one PostgreSQL).
+  Given a ``lock_url`` (a PostgreSQL database: the app's, else the readings'), the feed runs detection
+  only while it holds a session-level advisory lock named after the feed on a connection of its own;
+  the others stand by (dropping what they hear: the holder follows every writer's rows in the store)
+  and try again every tick. When the holder dies its connection closes, the lock goes with it, and a
+  standby takes over by resuming the saved state and replaying the store, as after a restart. A holder
+  that loses its connection stops judging at once. Without a ``lock_url`` (SQLite/DuckDB: one
+  process) the feed always runs.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,6 +61,7 @@ from hazardloop.alarms.models import DetectorState
 from hazardloop.auth import service as auth_service
 from hazardloop.auth.models import User, UserCreate
 from hazardloop.auth.roles import Role
+from hazardloop.readings.pgstore import libpq_url
 from hazardloop.readings.store import now_ms
 from hazardloop.readings.stores import AnyStore
 
@@ -71,6 +82,43 @@ def feed_user(db: Session) -> User:
     return user
 
 
+class Leadership:
+    """A PostgreSQL session-level advisory lock that says which process runs detection under one name.
+
+    Session-level (not transaction-level) so it is held between ticks and released by PostgreSQL itself
+    when the holder's connection ends, however the process died.
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.key = libpq_url(url), f"hazardloop-live-feed:{name}"
+        self._connection: psycopg.Connection | None = None
+        self.held = False
+
+    def hold(self) -> bool:
+        """True while this process holds the lock: take it if free, check a held one is still alive."""
+        try:
+            if self._connection is None or self._connection.closed:
+                self.held = False
+                self._connection = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            if self.held:
+                self._connection.execute("SELECT 1")
+            else:
+                row = self._connection.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                                               [self.key]).fetchone()
+                self.held = bool(row and row[0])
+        except psycopg.Error:
+            log.warning("live feed lock %r: lost the database connection; standing by", self.key)
+            self.release()
+        return self.held
+
+    def release(self) -> None:
+        """Give the lock up (closing the connection releases it, even if the unlock cannot be sent)."""
+        self.held = False
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
 class LiveFeed:
     """Store listener + worker thread feeding one ``LiveDetection``; see the module docstring."""
 
@@ -80,7 +128,7 @@ class LiveFeed:
                  catchup: dt.timedelta = dt.timedelta(minutes=10), fit_history: dt.timedelta = dt.timedelta(hours=6),
                  save_every_s: float = 5.0, silent_every_s: float = 5.0, refresh_s: float = 300.0,
                  calibration_every_s: float = 60.0, clock: Callable[[], int] = now_ms,
-                 detection: Mapping[str, Any] | None = None) -> None:
+                 detection: Mapping[str, Any] | None = None, lock_url: str | None = None) -> None:
         if bucket_ms <= 0 or lateness_ms < 0 or interval_s <= 0:
             raise ValueError("bucket_ms and interval_s must be positive, lateness_ms >= 0")
         self.session_factory, self.store, self.name = session_factory, store, name
@@ -92,6 +140,7 @@ class LiveFeed:
         self.calibration_every_s = calibration_every_s
         self.clock = clock
         self.detection = dict(detection or {})
+        self.leadership = Leadership(lock_url, name) if lock_url else None
         self.live: LiveDetection | None = None
         self.late = 0  # readings behind what detection had judged: stored, not judged
         self.shifted = 0  # readings judged a little after their time (they arrived after their bucket)
@@ -149,6 +198,8 @@ class LiveFeed:
         self._arrived.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.leadership is not None:
+            self.leadership.release()
 
     def learn_normal(self, values_by_tag: Mapping[str, Any]) -> None:
         """Fit each sensor's normal from this history (tag -> readings) before the next batch."""
@@ -169,6 +220,11 @@ class LiveFeed:
             if self._idle.wait(max(0.0, deadline - time.monotonic())) and self.pending == 0:
                 return True
         return False
+
+    @property
+    def leading(self) -> bool:
+        """Whether this feed runs detection (always, without a ``lock_url``)."""
+        return self.leadership is None or self.leadership.held
 
     @property
     def pending(self) -> int:
@@ -218,6 +274,9 @@ class LiveFeed:
         now = self.clock() if now is None else now
         with self._queue_lock:
             heard, self._queue = self._queue, []
+        if self.leadership is not None and not self.leadership.hold():
+            self._stand_by()
+            return None
         with self.session_factory() as db:
             if self.live is None and (heard or len(self._sid) or self._fit_request is not None
                                       or db.get(DetectorState, self.name) is not None):
@@ -237,6 +296,16 @@ class LiveFeed:
         if not len(self._sid):
             self._idle.set()
         return report
+
+    def _stand_by(self) -> None:
+        """Another process runs detection: forget the detector and what was heard (the holder judges it;
+        on taking over, this feed resumes the saved state and replays the store)."""
+        if self.live is not None:
+            log.warning("live feed %r: lost the detection lock; standing by", self.name)
+        self.live = None
+        self._reset_buffer()
+        self._closed_until = None
+        self._idle.set()
 
     # ---- building the detector ---------------------------------------------------------------------
     def _init(self, db: Session, now: int, fit_until: int) -> None:

@@ -20,7 +20,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from hazardloop.alarms.models import (
@@ -28,6 +28,7 @@ from hazardloop.alarms.models import (
     Alarm,
     AlarmEvent,
     AlarmNotification,
+    AlarmType,
     ChartWindow,
     DetectorState,
     Severity,
@@ -136,8 +137,20 @@ def get(db: Session, *, actor: User, alarm_id: int) -> Alarm:
     return alarm
 
 
+TYPE_FAMILIES = ("limit", "statistical", "sensor_fault")  # what AlarmFilter.type_family accepts
+NOT_JUDGED = "none"  # AlarmFilter.verdict for alarms nobody has judged yet
+VERDICT_FILTERS = (*(v.value for v in Verdict), NOT_JUDGED)  # what AlarmFilter.verdict accepts
+
+
 @dataclass(frozen=True)
 class AlarmFilter:
+    """Which alarms to list; every field left None does not filter.
+
+    ``type`` is one exact alarm type; ``type_family`` a group of them as the console offers it (see
+    ``_type_family``). ``raised_from``/``raised_to`` bound ``first_at`` as [from, to) — the window the
+    cockpit's alarm metrics count by (alarms/stats.raised_between), so a drill-down lists their rows.
+    """
+
     active: bool | None = None
     acknowledged: bool | None = None
     area_id: int | None = None
@@ -145,6 +158,31 @@ class AlarmFilter:
     sensor_id: int | None = None
     type: str | None = None
     shelved: bool | None = None
+    verdict: str | None = None  # a Verdict value, or NOT_JUDGED
+    type_family: str | None = None  # one of TYPE_FAMILIES
+    raised_from: dt.datetime | None = None  # first_at >= raised_from
+    raised_to: dt.datetime | None = None  # first_at < raised_to
+
+    def __post_init__(self) -> None:
+        """Refuse what would silently match nothing (a misspelt verdict) or compare wrongly (a naive time)."""
+        if self.verdict is not None and self.verdict not in VERDICT_FILTERS:
+            raise InvalidInput("verdict", f"'{self.verdict}' is not one of {', '.join(VERDICT_FILTERS)}")
+        if self.type_family is not None and self.type_family not in TYPE_FAMILIES:
+            raise InvalidInput("type_family", f"'{self.type_family}' is not one of {', '.join(TYPE_FAMILIES)}")
+        for name in ("raised_from", "raised_to"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise InvalidInput(name, "needs its time zone")
+
+
+def _type_family(name: str) -> ColumnElement[bool]:
+    """limit: the four limit types; statistical: the statistical detector; sensor_fault: every
+    ``sensor_fault:<kind>`` and ``silent`` (an instrument that stopped reporting is an instrument fault)."""
+    if name == "limit":
+        return Alarm.type.in_([t.value for t in AlarmType if t.value.startswith("limit_")])
+    if name == "statistical":
+        return Alarm.type == AlarmType.STATISTICAL.value
+    return or_(Alarm.type.like(f"{SENSOR_FAULT_PREFIX}:%"), Alarm.type == AlarmType.SILENT.value)
 
 
 def _filtered(actor: User, f: AlarmFilter, now: dt.datetime) -> Select:
@@ -164,9 +202,19 @@ def _filtered(actor: User, f: AlarmFilter, now: dt.datetime) -> Select:
         query = query.where(Alarm.sensor_id == f.sensor_id)
     if f.type is not None:
         query = query.where(Alarm.type == f.type)
+    if f.type_family is not None:
+        query = query.where(_type_family(f.type_family))
     if f.shelved is not None:
         on_shelf = Alarm.shelved_until.is_not(None) & (Alarm.shelved_until > now)
         query = query.where(on_shelf if f.shelved else ~on_shelf | Alarm.shelved_until.is_(None))
+    if f.verdict == NOT_JUDGED:
+        query = query.where(Alarm.verdict.is_(None))
+    elif f.verdict is not None:
+        query = query.where(Alarm.verdict == f.verdict)
+    if f.raised_from is not None:
+        query = query.where(Alarm.first_at >= f.raised_from)
+    if f.raised_to is not None:
+        query = query.where(Alarm.first_at < f.raised_to)
     return query
 
 

@@ -65,7 +65,8 @@ def raised_between(db: Session, *, actor: User, since: dt.datetime, until: dt.da
 
 
 def active_per_area(db: Session, *, actor: User) -> dict[int, int]:
-    """Active (not yet cleared) alarms per area: what /api/v1/alarms?active=true&area_id= lists."""
+    """Active (not yet cleared) alarms per area: what the console /alarms?state=active&area_id=… lists
+    (the cockpit's per-area drill-down), and /api/v1/alarms?active=true&area_id=… answers."""
     rows = db.execute(
         _scoped(actor, Alarm.area_id, func.count()).where(and_(Alarm.active.is_(True))).group_by(Alarm.area_id)
     ).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from hazardloop.alarms import service
 from hazardloop.alarms.models import (
@@ -34,17 +34,29 @@ class HazardLink(BaseModel):
     hazard_id: int
 
 
+def _one_of(values: tuple[str, ...]) -> str:
+    """A query pattern accepting exactly these words, so a typo is a 422 naming the parameter."""
+    return f"^({'|'.join(values)})$"
+
+
 def alarm_filter(
     active: bool | None = None,
     acknowledged: bool | None = None,
     area_id: int | None = None,
     severity: Severity | None = None,
     sensor_id: int | None = None,
-    type: Annotated[str | None, Query(max_length=48)] = None,
+    type: Annotated[str | None, Query(max_length=48, description="one exact alarm type, e.g. limit_hh")] = None,
     shelved: bool | None = None,
+    verdict: Annotated[str | None, Query(pattern=_one_of(service.VERDICT_FILTERS),
+                                         description="a person's verdict; 'none' = not judged yet")] = None,
+    type_family: Annotated[str | None, Query(pattern=_one_of(service.TYPE_FAMILIES),
+                                             description="sensor_fault includes 'silent'")] = None,
+    raised_from: Annotated[AwareDatetime | None, Query(description="first raised at or after (with zone)")] = None,
+    raised_to: Annotated[AwareDatetime | None, Query(description="first raised before (with zone)")] = None,
 ) -> service.AlarmFilter:
     return service.AlarmFilter(active=active, acknowledged=acknowledged, area_id=area_id, severity=severity,
-                               sensor_id=sensor_id, type=type, shelved=shelved)
+                               sensor_id=sensor_id, type=type, shelved=shelved, verdict=verdict,
+                               type_family=type_family, raised_from=raised_from, raised_to=raised_to)
 
 
 Filters = Annotated[service.AlarmFilter, Depends(alarm_filter)]
@@ -57,7 +69,17 @@ def _read(alarm: Alarm) -> AlarmRead:
 @router.get("", response_model=AlarmPage)
 def list_alarms(actor: Actor, db: Db, filters: Filters, limit: int = Query(50, ge=1, le=500),
                 offset: int = Query(0, ge=0)) -> AlarmPage:
-    """The console list: active first, then newest; ``acknowledged=false`` is the unacknowledged queue."""
+    """The console list: active first, then newest; ``acknowledged=false`` is the unacknowledged queue.
+
+    The same filters as the 报警台 (/alarms) and its CSV export, all combined with AND:
+
+    - ``verdict``: ``true_alarm``, ``false_alarm``, ``sensor_fault``, or ``none`` for alarms nobody has judged;
+    - ``type_family``: ``limit`` (limit_hh/h/l/ll), ``statistical``, or ``sensor_fault`` (every
+      ``sensor_fault:<kind>`` and ``silent``); ``type`` still picks one exact type;
+    - ``raised_from`` / ``raised_to``: ISO 8601 times with a zone (``2026-11-28T00:00:00+08:00``, the ``+``
+      sent as ``%2B``, or ``...Z``) bounding when the alarm was first raised, as [raised_from, raised_to).
+      The cockpit's alarm numbers count over such a window.
+    """
     rows, total = service.list_for_user(db, actor=actor, filters=filters, limit=limit, offset=offset)
     return AlarmPage(total=total, items=[_read(a) for a in rows])
 

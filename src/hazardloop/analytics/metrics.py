@@ -25,14 +25,13 @@ from typing import Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from hazardloop.alarms import stats as alarm_stats
 from hazardloop.auth.models import User
 from hazardloop.hazards import stats as hazard_stats
 from hazardloop.hazards.ledger import BEIJING
-from hazardloop.hazards.models import Hazard, HazardState
+from hazardloop.hazards.models import HazardState
 from hazardloop.hazards.reference import categories
 from hazardloop.plant import service as plant
 
@@ -337,29 +336,17 @@ def distribution(db: Session, *, actor: User, window: Period | None = None) -> l
     """Hazard distribution by area × category: every registered hazard with a category, any state —
     all time, or found (found_at) on the plant days covering ``window`` (Period.plant_days). That is
     exactly what /hazards?area_id=…&category=…[&found_from=…&found_to=…] lists, so a cell equals its list."""
-    if window is None:
-        return [
-            HeatCell(area_id=a, category=c, count=n, drill=hazards_drill(area_id=a, category=c))
-            for a, c, n in hazard_stats.area_category(db, actor=actor)
-        ]
-    days = window.plant_days()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    found: dict[str, str] = {}
+    if window is not None:
+        days = window.plant_days()
+        since, until = days.since, days.until
+        found = {"found_from": _day(since), "found_to": _day(until)}
     return [
-        HeatCell(area_id=a, category=c, count=n,
-                 drill=hazards_drill(area_id=a, category=c, found_from=_day(days.since), found_to=_day(days.until)))
-        for a, c, n in _area_category_found(db, actor=actor, period=days)
+        HeatCell(area_id=a, category=c, count=n, drill=hazards_drill(area_id=a, category=c, **found))
+        for a, c, n in hazard_stats.area_category(db, actor=actor, since=since, until=until)
     ]
-
-
-def _area_category_found(db: Session, *, actor: User, period: Period) -> list[tuple[int, str, int]]:
-    """hazards/stats.area_category restricted to found_at in [since, until), with its scope gate.
-
-    Lives here until hazards/stats.area_category takes a window itself (asked of the hazards owner)."""
-    rows = db.execute(
-        hazard_stats._scoped(actor, Hazard.area_id, Hazard.category, func.count())  # the areas gate
-        .where(Hazard.category.is_not(None), Hazard.found_at >= period.since, Hazard.found_at < period.until)
-        .group_by(Hazard.area_id, Hazard.category)
-    ).all()
-    return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
 class Week(BaseModel):

@@ -135,17 +135,21 @@ def per_area(db: Session, *, actor: User, now: dt.datetime) -> list[AreaCounts]:
     return [AreaCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
 
-def area_category(db: Session, *, actor: User) -> list[tuple[int, str, int]]:
-    """(area_id, category, count) of every registered hazard with a category, any state.
+def area_category(
+    db: Session, *, actor: User, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> list[tuple[int, str, int]]:
+    """(area_id, category, count) of every registered hazard with a category, any state; with
+    ``since``/``until``, only those found (found_at) in [since, until).
 
-    All states and all time on purpose: that is exactly what /hazards?area_id=&category= lists,
-    so each heatmap cell equals the list it opens. Unclassified reports (no category yet) have no
-    cell; they appear in the state progress instead."""
-    rows = db.execute(
-        _scoped(actor, Hazard.area_id, Hazard.category, func.count())
-        .where(Hazard.category.is_not(None))
-        .group_by(Hazard.area_id, Hazard.category)
-    ).all()
+    Any state on purpose: that is exactly what /hazards?area_id=&category=[&found_from=&found_to=]
+    lists, so each heatmap cell equals the list it opens. Unclassified reports (no category yet)
+    have no cell; they appear in the state progress instead."""
+    query = _scoped(actor, Hazard.area_id, Hazard.category, func.count()).where(Hazard.category.is_not(None))
+    if since is not None:
+        query = query.where(Hazard.found_at >= since)
+    if until is not None:
+        query = query.where(Hazard.found_at < until)
+    rows = db.execute(query.group_by(Hazard.area_id, Hazard.category)).all()
     return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 

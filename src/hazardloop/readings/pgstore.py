@@ -18,10 +18,21 @@ Same interface and semantics as the DuckDB ``ReadingStore`` (store.py: epoch-ms 
   which rows were skipped and what is stored under their keys, so a live batch costs two round trips.
 * **Durable on return.** The insert commits with PostgreSQL's default ``synchronous_commit = on``: the
   WAL is flushed before COMMIT returns.
+* **Readings other processes wrote** (``follow``). ``subscribe`` listeners hear this process's inserts
+  only; the web app's live detection must also hear what separate ingest workers store. Each store
+  instance has a random ``writer`` id stored with its rows, each insert sends one ``NOTIFY`` (delivered
+  at commit, in the insert's own statement, so no extra round trip), and a follower thread wakes on it
+  (or every ``poll_s`` should a notification be lost) and reads the rows of *other* writers by
+  ``received_at`` (the database clock, so workers on other hosts agree). Rows commit out of
+  ``received_at`` order (a transaction that started earlier may commit later), so each poll re-reads
+  ``margin_ms`` behind the newest row it has seen and skips the keys it already announced: every row
+  is announced once as long as its transaction commits within ``margin_ms`` of its insert statement.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
 from pathlib import Path
 
@@ -33,9 +44,11 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from hazardloop.readings.store import InsertResult, Listeners, Window, now_ms, plan_insert, write_parquet
+from hazardloop.readings.store import InsertResult, Listeners, Window, plan_insert, write_parquet
 
+log = logging.getLogger(__name__)
 DEFAULT_TABLE = "readings"
+NOTIFY_CHANNEL = "hazardloop_readings"  # payload: the table name, so followers of other tables ignore it
 RETRIES = 3  # deadlock / serialisation failures retried before the batch is refused (then not acknowledged)
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + np.array([0, 0], dtype=">i4").tobytes()
@@ -85,6 +98,8 @@ class PgReadingStore(Listeners):
         self._connections_lock = threading.Lock()
         self._listeners = []
         self._closed = False
+        self.writer = secrets.randbits(63)  # tells this instance's rows from other processes' (follow)
+        self._follower: _Follower | None = None
         self._create_table()
 
     # ------------------------------------------------------------ plumbing
@@ -128,11 +143,29 @@ class PgReadingStore(Listeners):
                     "PRIMARY KEY (sensor_id, ts))"
                 ).format(self.table)
             )
+            # Added to tables made before ``follow`` existed (0 = written by a store that predates it).
+            # Looked up first: ALTER TABLE locks the table exclusively even when the column is there.
+            has_writer = connection.execute(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'writer' AND NOT attisdropped",
+                [self.table.as_string(connection)],
+            ).fetchone()
+            if has_writer is None:
+                connection.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS writer BIGINT NOT NULL DEFAULT 0").format(
+                        self.table
+                    )
+                )
+                index = sql.Identifier(f"{self.table_name.split('.')[-1]}_received_at")  # in the table's schema
+                connection.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (received_at)").format(index, self.table)
+                )
 
     def close(self) -> None:
         """Close every connection this store opened. Safe to call twice."""
         if self._closed:
             return
+        if self._follower is not None:
+            self._follower.stop()
         self._closed = True
         with self._connections_lock:
             for connection in self._connections:
@@ -197,12 +230,14 @@ class PgReadingStore(Listeners):
             cursor.execute(
                 sql.SQL(
                     "WITH ins AS ("
-                    " INSERT INTO {t} (sensor_id, ts, value, quality, received_at)"
-                    " SELECT sensor_id, ts, value, quality, %s FROM _hl_batch ORDER BY sensor_id, ts"
+                    " INSERT INTO {t} (sensor_id, ts, value, quality, received_at, writer)"
+                    " SELECT sensor_id, ts, value, quality,"
+                    " (extract(epoch FROM statement_timestamp()) * 1000)::bigint, %s"
+                    " FROM _hl_batch ORDER BY sensor_id, ts"
                     " ON CONFLICT DO NOTHING RETURNING 1) "
-                    "SELECT count(*) FROM ins"
+                    "SELECT (SELECT count(*) FROM ins), pg_notify(%s, %s)"
                 ).format(t=self.table),
-                [now_ms()],
+                [self.writer, NOTIFY_CHANNEL, self.table_name],
             )
             if cursor.fetchone()[0] == n:
                 return np.empty(0, np.int64), None
@@ -218,6 +253,23 @@ class PgReadingStore(Listeners):
             found = cursor.fetchall()
         rows = np.array([r[0] for r in found], dtype=np.int64)
         return rows, (rows, np.array([r[1] for r in found], dtype=np.float64))
+
+    # ------------------------------------------------------------ other processes' rows
+
+    def follow(self, *, poll_s: float = 1.0, margin_ms: int = 2000) -> PgReadingStore:
+        """Announce to this store's listeners the rows other processes (other writers) insert from now on.
+
+        Rows this instance inserts are announced by ``insert`` already and are never announced again.
+        Starts one thread with a connection of its own; ``close`` stops it. Calling it twice is a no-op.
+        """
+        if self._follower is None:
+            self._follower = _Follower(self, poll_s=poll_s, margin_ms=margin_ms)
+            self._follower.start()
+        return self
+
+    @property
+    def following(self) -> bool:
+        return self._follower is not None and self._follower.is_alive()
 
     # ------------------------------------------------------------ reads
 
@@ -311,3 +363,76 @@ class PgReadingStore(Listeners):
             return write_parquet(con, dest, tags, start=start, end=end)
         finally:
             con.close()
+
+
+class _Follower(threading.Thread):
+    """``PgReadingStore.follow``'s thread: LISTEN, and on each notification (or ``poll_s``) read the rows
+    other writers committed since the last look; see the module docstring for the commit-order margin."""
+
+    def __init__(self, store: PgReadingStore, *, poll_s: float, margin_ms: int) -> None:
+        super().__init__(name=f"hazardloop-readings-follow-{store.table_name}", daemon=True)
+        if poll_s <= 0 or margin_ms < 0:
+            raise ValueError("poll_s must be positive and margin_ms >= 0")
+        self.store, self.poll_s, self.margin_ms = store, poll_s, margin_ms
+        self._stop_event = threading.Event()
+        self._connection: psycopg.Connection | None = None
+        self._watermark: int | None = None  # newest received_at seen
+        self._seen: dict[tuple[int, int], int] = {}  # (sensor_id, ts) -> received_at, within the margin
+        self.announced = 0  # rows of other writers announced (for tests and diagnostics)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self._follow()
+            except psycopg.Error:
+                log.exception("following %s: connection lost; reconnecting", self.store.table_name)
+                self._stop_event.wait(1.0)
+            finally:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+
+    def _follow(self) -> None:
+        connection = self._connection = psycopg.connect(self.store.url, autocommit=True)
+        connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
+        if self._watermark is None:  # start at the newest committed row: older ones are the replay's job
+            row = connection.execute(sql.SQL("SELECT max(received_at) FROM {}").format(self.store.table)).fetchone()
+            self._watermark = int(row[0]) if row[0] is not None else 0
+            self._seen_since(connection, self._watermark - self.margin_ms, announce=False)
+        self._poll(connection)  # whatever came while (re)connecting
+        while not self._stop_event.is_set():
+            for _ in connection.notifies(timeout=self.poll_s, stop_after=1):
+                pass  # any insert into any followed table: one cheap indexed look (the margin re-read)
+            if not self._stop_event.is_set():
+                self._poll(connection)
+
+    def _rows_since(self, connection: psycopg.Connection, since: int) -> list[tuple[int, int, float, int]]:
+        return connection.execute(
+            sql.SQL(
+                "SELECT sensor_id, ts, value, received_at FROM {} WHERE received_at >= %s AND writer <> %s "
+                "ORDER BY received_at"
+            ).format(self.store.table),
+            [since, self.store.writer],
+        ).fetchall()
+
+    def _seen_since(self, connection: psycopg.Connection, since: int, *, announce: bool) -> None:
+        rows = [r for r in self._rows_since(connection, since) if (r[0], r[1]) not in self._seen]
+        for sid, ts, _, received in rows:
+            self._seen[(sid, ts)] = received
+            self._watermark = max(self._watermark or 0, received)
+        if announce and rows and self.store._listeners:
+            sid, ts, value, _ = zip(*rows, strict=True)
+            self.store._announce(np.array(sid, np.int32), np.array(ts, np.int64), np.array(value, np.float64))
+        if announce:
+            self.announced += len(rows)
+        horizon = (self._watermark or 0) - self.margin_ms
+        if len(self._seen) > 1024 or not rows:
+            self._seen = {k: r for k, r in self._seen.items() if r >= horizon}
+
+    def _poll(self, connection: psycopg.Connection) -> None:
+        self._seen_since(connection, (self._watermark or 0) - self.margin_ms, announce=True)

@@ -1,17 +1,14 @@
-"""The 报警台's filters: what travels in the console URL, the database query it means, and its CSV.
+"""The 报警台's filters: what travels in the console URL, the alarm filter it means, and its CSV.
 
 A cockpit number links here with the same filters it counted by (analytics/metrics.ALARM_LIST_FILTERS),
 so the console lists exactly the alarms behind the number, and "export" hands over the same list.
 
-The filters the alarms service knows (state as active / acknowledged / shelved, area, severity)
-go through service.AlarmFilter and its query, which also applies the reader's area scope; the ones
-it does not know yet (verdict, type family, raise window) are added to that same SELECT, so all of
-the filtering runs in the database. Once alarms.service.AlarmFilter grows those fields (asked of the
-alarms owner) the extra WHERE clauses move there.
+Every filter becomes a field of alarms.service.AlarmFilter, and the list comes from
+service.list_for_user: the alarms service applies the reader's area scope and runs all of the
+filtering in the database, so the console, the CSV and /api/v1/alarms cannot disagree.
 
 Bad values are not refused — a stale shared link still opens — but they are ignored visibly: the
-console names each field it could not read.
-"""
+console names each field it could not read."""
 
 from __future__ import annotations
 
@@ -22,29 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from hazardloop.alarms import service
-from hazardloop.alarms.models import SENSOR_FAULT_PREFIX, Alarm, AlarmType, Severity, Verdict
-from hazardloop.auth import authz
+from hazardloop.alarms.models import Alarm, Severity
 from hazardloop.auth.models import User
 from hazardloop.hazards.ledger import BEIJING, neutralise
 
 STATES = ("active", "unacknowledged", "acknowledged", "cleared", "shelved")
-TYPE_FAMILIES = ("limit", "statistical", "sensor_fault")
-VERDICTS = (*(v.value for v in Verdict), "none")
+TYPE_FAMILIES = service.TYPE_FAMILIES
+VERDICTS = service.VERDICT_FILTERS
 EXPORT_LIMIT = 50_000  # rows in one CSV; the file says when it was cut
-
-
-def _family(name: str) -> ColumnElement[bool]:
-    """limit: the four limit types; statistical: the statistical detector; sensor_fault: every
-    ``sensor_fault:<kind>`` and ``silent`` (an instrument that stopped reporting is an instrument fault)."""
-    if name == "limit":
-        return Alarm.type.in_([t.value for t in AlarmType if t.value.startswith("limit_")])
-    if name == "statistical":
-        return Alarm.type == AlarmType.STATISTICAL.value
-    return or_(Alarm.type.like(f"{SENSOR_FAULT_PREFIX}:%"), Alarm.type == AlarmType.SILENT.value)
 
 
 def parse_instant(text: str) -> dt.datetime:
@@ -133,40 +118,25 @@ class ConsoleQuery:
         return "" if value is None else value.astimezone(BEIJING).replace(tzinfo=None).isoformat(timespec="seconds")
 
     def service_filter(self) -> service.AlarmFilter:
+        """The console's filters as the alarms service reads them (a state is one or two flags)."""
         return service.AlarmFilter(
             active={"active": True, "cleared": False}.get(self.state or ""),
             acknowledged={"acknowledged": True, "unacknowledged": False}.get(self.state or ""),
             area_id=self.area_id,
             severity=self.severity,
             shelved=True if self.state == "shelved" else None,
+            verdict=self.verdict,
+            type_family=self.type,
+            raised_from=self.raised_from,
+            raised_to=self.raised_to,
         )
-
-    def select(self, actor: User, now: dt.datetime) -> Select:
-        """SELECT alarms of the actor's areas matching every filter (service rules + the extra ones)."""
-        authz.require(actor, "alarm.read")
-        query = service._filtered(actor, self.service_filter(), now)  # the service's scope and filters
-        if self.type is not None:
-            query = query.where(_family(self.type))
-        if self.verdict == "none":
-            query = query.where(Alarm.verdict.is_(None))
-        elif self.verdict is not None:
-            query = query.where(Alarm.verdict == self.verdict)
-        if self.raised_from is not None:
-            query = query.where(Alarm.first_at >= self.raised_from)
-        if self.raised_to is not None:
-            query = query.where(Alarm.first_at < self.raised_to)
-        return query
 
 
 def list_alarms(db: Session, *, actor: User, query: ConsoleQuery, now: dt.datetime, limit: int | None,
                 offset: int = 0) -> tuple[list[Alarm], int]:
-    """The matching alarms, active first then newest first (as service.list_for_user), and their total."""
-    selected = query.select(actor, now)
-    total = db.scalar(select(func.count()).select_from(selected.subquery())) or 0
-    selected = selected.order_by(Alarm.active.desc(), Alarm.first_at.desc(), Alarm.id.desc()).offset(offset)
-    if limit is not None:
-        selected = selected.limit(limit)
-    return list(db.scalars(selected)), total
+    """The matching alarms, active first then newest first (service.list_for_user), and their total."""
+    return service.list_for_user(db, actor=actor, filters=query.service_filter(), limit=limit, offset=offset,
+                                 now=now)
 
 
 # ---------------------------------------------------------------- CSV

@@ -76,16 +76,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         Live detection listens to the reading store, so every ingest path (HTTP, MQTT, the demo)
         reaches it; it wakes the notify sender after committing an alarm. MQTT ingest and the demo
-        stream only write readings.
+        stream only write readings. With a PostgreSQL reading store the store also follows what other
+        processes (``hazardloop connectors run`` workers) insert, and with PostgreSQL anywhere only the
+        process holding the feed's advisory lock runs detection (alarms/feed.py).
         """
         import asyncio
 
         from hazardloop.alarms.feed import LiveFeed
+        from hazardloop.readings.pgstore import PgReadingStore
         from hazardloop.readings.views import store_for
 
         sessions = application.state.session_factory
         store = store_for(application.state)
-        feed = LiveFeed(sessions, store).start()
+        lock_url = None  # one detector per database (feed.py): lock where the detector's state lives
+        if settings.resolved_database_url.startswith("postgres"):
+            lock_url = settings.resolved_database_url
+        if isinstance(store, PgReadingStore):
+            store.follow()  # readings that separate ingest workers store reach live detection too
+            lock_url = lock_url or store.url
+        feed = LiveFeed(sessions, store, lock_url=lock_url).start()
         application.state.live_feed = feed
         scheduler = sender = None
         if settings.scheduler_enabled:
@@ -99,15 +108,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             add_recalibration_job(scheduler, sessions, then=feed.reload_calibration)
         mqtt = mqtt_task = None
         if settings.mqtt_url:
+            import hashlib
+            import socket
             import urllib.parse
 
             from hazardloop.connectors.mqtt import MqttConnector
             from hazardloop.readings.sink import StoreSink
 
             broker = urllib.parse.urlsplit(settings.mqtt_url)
+            # A stable id + session expiry: after a crash the broker resumes the session and redelivers
+            # what was in flight (the store de-duplicates), instead of dropping it with a random id.
+            place = hashlib.sha256(f"{settings.data_dir.resolve()}:{settings.port}".encode()).hexdigest()[:8]
+            client_id = settings.mqtt_client_id or f"hazardloop-server-{socket.gethostname()}-{place}"
             mqtt = MqttConnector(StoreSink(sessions, store), name="server-mqtt", host=broker.hostname or "127.0.0.1",
                                  port=broker.port or 1883, topic=settings.mqtt_topic, group=settings.mqtt_group or None,
-                                 username=broker.username, password=broker.password)
+                                 username=broker.username, password=broker.password, client_id=client_id,
+                                 session_expiry_s=settings.mqtt_session_expiry_s)
             mqtt_task = asyncio.create_task(mqtt.run())  # reconnects with back-off on its own
             application.state.mqtt_connector = mqtt
         demo = None

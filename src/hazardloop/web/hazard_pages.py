@@ -43,6 +43,7 @@ from hazardloop.hazards.reference import accident_types, categories, legal_level
 from hazardloop.plant import service as plant
 from hazardloop.text.suggest import suggest as raw_suggest
 from hazardloop.web.deps import Db
+from hazardloop.web.i18n import translate
 from hazardloop.web.pages import MaybeUser, _language, render, to_login
 
 router = APIRouter(include_in_schema=False)
@@ -73,6 +74,10 @@ GUARD_FIELDS: dict[str, tuple[str, ...]] = {
     "has_interim_measures": ("interim",),
     "has_decision": ("decision",),
 }
+# Guards that check nothing unless the hazard is a major one. Their form sections are left out
+# of a general hazard's form: a required "acceptance report" upload there would block the
+# officer's Accept button (browser validation) for a document the workflow does not ask for.
+MAJOR_ONLY_GUARDS = frozenset({"major_has_acceptance_report"})
 EVENT_KINDS = ("attachment", "comment", "escalation", "evidence", "import", "reminder", "transition")
 TEXT_FIELDS = (
     "level",
@@ -268,6 +273,8 @@ def _list_context(db: Session, user: User, query: ListQuery, now: dt.datetime) -
     pages = max(1, -(-total // PAGE_SIZE))
     return {
         "rows": rows,
+        # who rectifies each row, so a rectifier picks out their own tasks in an area's register
+        "responsible": _people(db, {r.responsible_person_id for r in rows}),
         "total": total,
         "overdue_total": overdue_total,
         "query": query,
@@ -333,6 +340,8 @@ def moves_for(hazard: Hazard, user: User, lang: str) -> list[Move]:
         move = Move(target=target, name=(rules[0].name_zh if lang == "zh-CN" else rules[0].name_en) if rules else "")
         for rule in rules:
             for guard in rule.guards:
+                if guard in MAJOR_ONLY_GUARDS and not hazard.is_major:
+                    continue
                 move.sections.update(GUARD_FIELDS.get(guard, ()))
         move.photo_phases = sorted(s.split(":", 1)[1] for s in move.sections if s.startswith("photo:"))
         moves.append(move)
@@ -375,6 +384,8 @@ def _detail_context(db: Session, user: User, hazard: Hazard, lang: str) -> dict[
             hazard.confirmed_by_id,
             hazard.accepted_by_id,
             hazard.plan_approved_by_id,
+            # the timeline names people as the rest of the page does, not by their login name
+            *(e.actor_id for e in events),
         },
     )
     duplicate = None
@@ -522,6 +533,27 @@ def _store_photos(request: Request, db: Session, user: User, hazard_id: int, for
             )
 
 
+def refusal_message(db: Session, hazard: Hazard, move: TransitionRequest, user: User, lang: str, fallback: str) -> str:
+    """Why the workflow refused a move, in the page's language.
+
+    The workflow explains itself in English (the API's language); the page names the first
+    guard of the move's rules that fails, through the catalogue (hazard.refused.<guard>). A
+    reason with no catalogue entry (a guard an enterprise added) is shown as the workflow gave it.
+    """
+    context = workflow.Context(
+        now=utcnow(), actor_role=user.role_enum, attachment_phases=service.attachment_phases(db, hazard.id)
+    )
+    state = HazardState(hazard.state)
+    for rule in workflow.rules():
+        if rule.source is not state or rule.target is not move.to:
+            continue
+        failing = next((g for g in rule.guards if workflow.GUARDS[g](hazard, move, context)), None)
+        if failing is not None:
+            text = translate(f"hazard.refused.{failing}", lang)
+            return fallback if text == f"hazard.refused.{failing}" else text
+    return fallback
+
+
 def _move(request: Request, db: Session, user: User, hazard_id: int, form: FormData) -> Response:
     target_value = str(form.get("to") or "")
     if target_value not in {s.value for s in HazardState}:
@@ -537,7 +569,11 @@ def _move(request: Request, db: Session, user: User, hazard_id: int, form: FormD
         return _not_found(request, user)
     except workflow.TransitionRefused as exc:
         db.rollback()
-        error = {"target": target.value, "field": None, "message": exc.reason}
+        lang = _language(request, user)
+        refused = service.get(db, actor=user, hazard_id=hazard_id)
+        message = refusal_message(db, refused, transition_request(form, target), user, lang, exc.reason)
+        # the workflow's own words stay as the banner's tooltip: what support and the API logs quote
+        error = {"target": target.value, "field": None, "message": message, "detail": exc.reason}
         return _render_detail(request, db, user, hazard_id, status_code=409, error=error, submitted=submitted)
     except InvalidInput as exc:
         db.rollback()
