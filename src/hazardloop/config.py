@@ -40,7 +40,12 @@ class Settings(BaseSettings):
         default=False,
         description="Mark the session cookie Secure (serve over HTTPS). Off by default for http://127.0.0.1.",
     )
-    max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, description="Largest single file (photo, import).")
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        description="Largest request body (all photos of one form together), refused before it is read or "
+        "spooled to disk; never below max_upload_bytes + 1 MiB. Give the reverse proxy the same limit.",
+    )
     scheduler_enabled: bool = Field(default=True, description="Run deadline reminders/escalation in-process.")
     scheduler_interval_minutes: int = Field(default=10, ge=1, le=1440)
     demo_stream: bool = Field(default=True, description="Stream the demo plant live when this database holds it.")

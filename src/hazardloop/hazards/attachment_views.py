@@ -60,8 +60,8 @@ def upload_attachment(
 ) -> AttachmentRead:
     """Read at most limit+1 bytes: an oversized upload is refused without holding it in memory.
 
-    Starlette has already spooled the part to a temporary file by now; the hard limit on the
-    request body itself belongs to the reverse proxy (nginx `client_max_body_size`).
+    Starlette has already spooled the part to a temporary file by now; web.body_limit refused
+    any body over max_request_bytes before that (give the reverse proxy the same limit).
     """
     settings = request.app.state.settings
     content = file.file.read(settings.max_upload_bytes + 1)

@@ -18,6 +18,7 @@ from hazardloop.config import Settings, get_settings
 from hazardloop.db import make_engine, make_session_factory
 from hazardloop.errors import Conflict, ImportRejected, InvalidInput, NotFound
 from hazardloop.hazards.workflow import TransitionRefused
+from hazardloop.web.body_limit import BodyLimit
 
 
 def _error(status: int, detail: object) -> JSONResponse:
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit)  # before any route spools an oversized upload to disk
 
     from hazardloop.alarms.views import router as alarms_router
     from hazardloop.analytics.views import router as analytics_router
