@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(
         default="",
         description="MQTT client id of the server's connector; empty = hazardloop-server-<host name>-<8 hex of "
-        "sha256(data_dir, port)>, stable across restarts so the broker resumes the session. Give each "
-        "server process its own (two connections with one id take the session from each other).",
+        "sha256(data_dir, port)>, stable across restarts so the broker resumes the session. With PostgreSQL, "
+        "server processes sharing an id take turns through an advisory lock (one connection at a time).",
     )
     mqtt_session_expiry_s: int = Field(
         default=3600,

@@ -113,17 +113,80 @@ def test_a_reading_a_little_late_is_judged_in_its_place(db, world, store, feed, 
     assert feed.late == 0
 
 
-def test_a_reading_older_than_its_sensors_last_judged_one_is_stored_but_not_judged(db, world, store, feed,  # noqa: ANN001
-                                                                                      clock) -> None:
+def test_a_reading_older_than_its_sensors_last_judged_one_is_judged_apart_from_live_detection(  # noqa: ANN001
+        db, world, store, feed, clock) -> None:
     put(store, world.sensor_a, list(range(0, 30)), [5.0] * 30)
     clock.ms = T + 31 * S
     feed.tick()
     put(store, world.sensor_a, [*range(40, 50), 20.5], [5.0] * 10 + [99.0])  # 20.5 s: GT-101 was judged to 29 s
     clock.ms = T + 51 * S
     feed.tick()
+    clock.ms = T + 54 * S  # no more late readings came: the backlog (of one reading) is judged
+    feed.tick()
     assert store.count() == 41
-    assert feed.late == 1
-    assert alarms(db, "GT-101") == []
+    assert (feed.late, feed.backlog_judged) == (1, 1)
+    assert alarms(db, "GT-101") == []  # one reading cannot hold HH through the 5 s on-delay
+
+
+def live_state(feed: LiveFeed) -> list[np.ndarray]:
+    live = feed.live
+    assert live is not None
+    return [a.copy() for a in (live.raw, live.since, live.on, live.peak_score, live.limits.latched,
+                               live.limits.since, live.monitor.last_good_time)] + [np.array([live.last_ts])]
+
+
+def test_a_gateway_backlog_after_an_outage_raises_its_alarms_at_their_time_marked_late(db, world, store, feed,  # noqa: ANN001
+                                                                                        clock) -> None:
+    from hazardloop.alarms.models import AlarmEvent, AlarmNotification
+
+    put(store, world.sensor_a, list(range(0, 30)), [5.0] * 30)
+    put(store, world.sensor_b, list(range(0, 30)), [5.0] * 30)
+    clock.ms = T + 31 * S
+    feed.tick()
+    put(store, world.sensor_b, list(range(30, 600)), [5.0] * 570)  # GT-101's gateway is down; GT-201 goes on
+    clock.ms = T + 601 * S
+    feed.tick()
+    before = live_state(feed)
+    # the gateway is back and uploads its buffer in two batches: a 3 s excursion (shorter than the 5 s
+    # on-delay) at 100 s, and a real episode from 200 s to 260 s that spans the two batches
+    seconds = np.arange(30, 400)
+    values = np.where(((seconds >= 100) & (seconds < 103)) | ((seconds >= 200) & (seconds < 260)), 60.0, 5.0)
+    put(store, world.sensor_a, seconds[seconds < 230], values[seconds < 230])
+    clock.ms = T + 602 * S
+    feed.tick()
+    put(store, world.sensor_a, seconds[seconds >= 230], values[seconds >= 230])
+    clock.ms = T + 603 * S
+    feed.tick()
+    assert alarms(db, "GT-101", HH) == []  # still gathering: the upload may not be over
+    clock.ms = T + 606 * S
+    feed.tick()
+    [hh] = alarms(db, "GT-101", HH)
+    assert hh.first_at == at(T + 205 * S)  # the original time: first HH reading plus the on-delay
+    assert hh.cleared_at == at(T + 260 * S) and not hh.active  # back below HH - deadband at 260 s
+    assert hh.peak == 60.0 and hh.reason.startswith("late backlog, received ")
+    raised = db.scalar(select(AlarmEvent).where(AlarmEvent.alarm_id == hh.id, AlarmEvent.kind == "raised"))
+    assert raised.data["late_backlog"] == {"received_at": at(T + 606 * S).isoformat()}
+    assert db.scalar(select(AlarmNotification).where(AlarmNotification.alarm_id == hh.id)) is not None  # pushed
+    limit_alarms = [a for a in alarms(db, "GT-101") if a.type.startswith("limit_")]
+    assert sorted(a.type for a in limit_alarms) == sorted([HH, AlarmType.LIMIT_H.value])  # 60 %LEL is above H too
+    assert (feed.late, feed.backlog_judged) == (370, 370)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, live_state(feed), strict=True))
+
+
+def test_a_backlog_episode_of_a_condition_active_now_folds_into_its_alarm(db, world, store, feed, clock) -> None:  # noqa: ANN001
+    put(store, world.sensor_a, list(range(0, 400)), [5.0] * 300 + [60.0] * 100)  # HH now, since 300 s
+    clock.ms = T + 401 * S
+    feed.tick()
+    [live_alarm] = alarms(db, "GT-101", HH)
+    put(store, world.sensor_a, [120.5 + i for i in range(10)], [70.0] * 10)  # a late excursion at 120 s
+    clock.ms = T + 402 * S
+    feed.tick()
+    clock.ms = T + 405 * S
+    feed.tick()
+    assert feed.backlog_judged == 10
+    [alarm] = alarms(db, "GT-101", HH)
+    assert alarm.id == live_alarm.id and alarm.active  # no second active alarm, and the live one not cleared
+    assert alarm.count == 2 and alarm.peak == 70.0
 
 
 def test_a_reading_that_missed_its_bucket_is_judged_just_after_it(db, world, store, feed, clock) -> None:  # noqa: ANN001

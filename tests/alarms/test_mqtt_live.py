@@ -110,3 +110,49 @@ def test_the_demo_publishes_over_mqtt_and_an_injected_fault_raises_an_alarm(db, 
         demo.inject("GT-101", 80.0, rows=30)  # a gas release on the tank farm: above HH 50 for 30 s
         [alarm] = wait_for(lambda: hh_alarms(db, "GT-101"))
     assert alarm.peak == 80.0
+
+
+def test_two_server_processes_on_one_postgresql_run_one_mqtt_client_and_hand_it_over(  # noqa: ANN001
+        db, world, broker, mqtt_settings, tmp_path) -> None:
+    """Two uvicorn workers of one server share its MQTT client id: one holds it, the other stands by
+    (before, both connected and the broker kept taking the session from one to give it to the other)."""
+    if not mqtt_settings.resolved_database_url.startswith("postgres"):
+        pytest.skip("the processes meet in PostgreSQL (run with HAZARDLOOP_TEST_DATABASE_URL)")
+    one = mqtt_settings.model_copy(update={"mqtt_client_id": f"hltest-{uuid.uuid4().hex[:10]}"})
+    two = one.model_copy(update={"data_dir": tmp_path / "var-2"})  # a store of its own: who ingested what
+    root = one.mqtt_topic.split("/{site}")[0]
+    start = now_ms() - 60_000
+
+    def publish(seconds: range) -> None:
+        for i in seconds:
+            payload = {"ts": start + i * 1000, "values": {"GT-101": 5.0}}
+            gateway.publish(f"{root}/S1/all", orjson.dumps(payload), qos=1).wait_for_publish(5)
+
+    gateway = publisher(broker)
+    first_server, second_server = serve(one), serve(two)
+    first = first_server.__enter__()
+    first_running = True
+    try:
+        holder = first.app.state.mqtt_connector
+        wait_for(lambda: holder.status.connected, timeout=20)
+        second = second_server.__enter__()
+        try:
+            publish(range(10))
+            wait_for(lambda: first.app.state.readings_store.count() == 10)
+            time.sleep(5)  # two lock checks of the second process
+            standby = second.app.state.mqtt_connector
+            assert holder.status.connected and holder.status.reconnects == 0  # never kicked off the broker
+            assert not standby.status.connected and standby.status.messages == 0
+            assert second.app.state.readings_store.count() == 0
+            first_server.__exit__(None, None, None)  # the holder stops; the standby takes the client id over
+            first_running = False
+            wait_for(lambda: second.app.state.mqtt_connector.status.connected, timeout=20)
+            publish(range(10, 20))
+            wait_for(lambda: second.app.state.readings_store.count() == 10)
+        finally:
+            second_server.__exit__(None, None, None)
+    finally:
+        if first_running:
+            first_server.__exit__(None, None, None)
+        gateway.loop_stop()
+        gateway.disconnect()

@@ -105,6 +105,62 @@ def test_a_crash_between_claim_and_mark_resends_once_after_the_lease(db, world, 
     assert row.status == "sent" and row.attempts == 2
 
 
+def test_a_sender_killed_after_claiming_is_replaced_within_a_minute(db, world, robots, transport) -> None:  # noqa: ANN001
+    wecom_channel(db, world, robots)
+    rows = enqueue(db, *(event(f"e{i}") for i in range(3)))
+    token, ids = outbox.claim(db, now=NOW)  # the sender claims its batch with the default lease, then is killed
+    assert sorted(ids) == sorted(r.id for r in rows)
+    assert outbox.next_due(db) == NOW + outbox.DEFAULT_LEASE  # when the next sender should look again
+    assert outbox.dispatch(db, now=NOW + outbox.DEFAULT_LEASE / 2, transport=transport).sent == 0
+    report = outbox.dispatch(db, now=NOW + outbox.DEFAULT_LEASE + dt.timedelta(seconds=1), transport=transport)
+    assert report.sent == 3
+    assert outbox.DEFAULT_LEASE.total_seconds() < 60  # recovery in tens of seconds, not minutes
+    assert sorted(r.json()["text"]["content"] for r in robots.requests) == [f"【整改提醒】e{i}" for i in range(3)]
+
+
+def test_a_live_slow_sender_keeps_its_claim_while_another_sender_polls(db, engine, world, robots) -> None:  # noqa: ANN001
+    """Real time, a lease of 0.6 s and a receiver that takes 1 s per message: without the heartbeat the
+    second sender would take the rows still waiting in the first one's batch and send them as well."""
+    import threading
+    import time
+
+    from hazardloop.db import utcnow
+
+    wecom_channel(db, world, robots)
+    enqueue(db, *(event(f"e{i}") for i in range(3)), now=utcnow())
+    robots.delay_s = 1.0
+    lease = dt.timedelta(seconds=0.6)
+    slow: list[outbox.DispatchReport] = []
+
+    def first_sender() -> None:
+        with Session(engine) as session, httpx.Client(timeout=5) as client:
+            slow.append(outbox.dispatch(session, now=utcnow(), transport=Transport(http=client), lease=lease))
+
+    thread = threading.Thread(target=first_sender)
+    thread.start()
+    while not robots.requests:  # the first sender has claimed its batch and is on the wire with its first row
+        time.sleep(0.01)
+    stolen = 0
+    with Session(engine) as other, httpx.Client(timeout=5) as client:
+        while thread.is_alive():  # the second sender polls all the while (each poll sends what it could claim)
+            stolen += outbox.dispatch(other, now=utcnow(), transport=Transport(http=client), lease=lease).sent
+            thread.join(0.1)
+    assert stolen == 0
+    assert slow[0].sent == 3 and slow[0].lost_claims == 0
+    assert len(robots.requests) == 3
+
+
+def test_a_sender_that_lost_its_claim_during_a_stall_does_not_send_the_row(db, world, robots, transport) -> None:  # noqa: ANN001
+    wecom_channel(db, world, robots)
+    [row] = enqueue(db, event())
+    token, ids = outbox.claim(db, now=NOW)
+    later = NOW + outbox.DEFAULT_LEASE + dt.timedelta(seconds=1)  # the first sender stalled past its lease
+    assert outbox.dispatch(db, now=later, transport=transport).sent == 1  # another sender took the row
+    report = outbox.deliver(db, token, ids, now=later, transport=transport)  # the first one wakes up
+    assert report.lost_claims == 1 and report.sent == 0
+    assert len(robots.requests) == 1
+
+
 def test_two_dispatchers_interleaved_never_send_a_row_twice(db, engine, world, robots, transport) -> None:  # noqa: ANN001
     wecom_channel(db, world, robots)
     enqueue(db, *(event(f"e{i}") for i in range(4)))

@@ -17,10 +17,16 @@ worker thread of its own turns them into aligned batches for ``LiveDetection`` a
   late and newer than its own sensor's last judged reading: it joins the next rows, its time moved
   forward to the edge of what was judged. Each sensor's readings stay in their order (stuck, spike and
   delay timers are per sensor), only its alignment with other sensors moves by its lateness, and a
-  late HH reading still raises its alarm. Anything older (a replay, a gateway's backlog after a long
-  outage) is stored, charted and exported like any other reading, but detection does not judge it:
-  its sensor's state has moved past that instant, and going back would re-judge rows already turned
-  into alarms. Such readings are counted (``late``). A reading dated in the future waits for its time.
+  late HH reading still raises its alarm. Anything older (a gateway's backlog after a long outage, a
+  replay) is stored, charted and exported like any other reading, and counted (``late``), but the
+  live detectors do not judge it: its sensor's state has moved past that instant, and going back
+  would re-judge rows already turned into alarms. It is judged apart instead
+  (``LiveDetection.judge_backlog``): against the alarm limits, with a fresh limit state, raising
+  alarms marked as from a late backlog at their original time. A gateway uploads its buffer in many
+  batches, so late readings are gathered until none has come for ``backlog_settle_s`` and then
+  judged together (an episode split over two batches stays one alarm); ``backlog_judged`` counts
+  them. What is gathered and not yet judged when the feed stops is judged in ``stop``; a crash loses
+  that judgement (the readings themselves are stored). A reading dated in the future waits for its time.
 * **Crash safety.** The store is durable before it announces a reading, and detection commits its
   state with every alarm change (between alarm changes at least every ``save_every_s``). On start the
   feed replays from the store what came after the saved state (bounded by ``catchup``), so a crash
@@ -83,14 +89,15 @@ def feed_user(db: Session) -> User:
 
 
 class Leadership:
-    """A PostgreSQL session-level advisory lock that says which process runs detection under one name.
+    """A PostgreSQL session-level advisory lock that says which process runs a job under one name:
+    live detection (``scope`` "hazardloop-live-feed"), or the server's MQTT client (web/app.py).
 
     Session-level (not transaction-level) so it is held between ticks and released by PostgreSQL itself
     when the holder's connection ends, however the process died.
     """
 
-    def __init__(self, url: str, name: str) -> None:
-        self.url, self.key = libpq_url(url), f"hazardloop-live-feed:{name}"
+    def __init__(self, url: str, name: str, *, scope: str = "hazardloop-live-feed") -> None:
+        self.url, self.key = libpq_url(url), f"{scope}:{name}"
         self._connection: psycopg.Connection | None = None
         self.held = False
 
@@ -107,7 +114,7 @@ class Leadership:
                                                [self.key]).fetchone()
                 self.held = bool(row and row[0])
         except psycopg.Error:
-            log.warning("live feed lock %r: lost the database connection; standing by", self.key)
+            log.warning("lock %r: lost the database connection; standing by", self.key)
             self.release()
         return self.held
 
@@ -127,7 +134,7 @@ class LiveFeed:
                  max_shift: dt.timedelta = dt.timedelta(seconds=60),
                  catchup: dt.timedelta = dt.timedelta(minutes=10), fit_history: dt.timedelta = dt.timedelta(hours=6),
                  save_every_s: float = 5.0, silent_every_s: float = 5.0, refresh_s: float = 300.0,
-                 calibration_every_s: float = 60.0, clock: Callable[[], int] = now_ms,
+                 calibration_every_s: float = 60.0, backlog_settle_s: float = 2.0, clock: Callable[[], int] = now_ms,
                  detection: Mapping[str, Any] | None = None, lock_url: str | None = None) -> None:
         if bucket_ms <= 0 or lateness_ms < 0 or interval_s <= 0:
             raise ValueError("bucket_ms and interval_s must be positive, lateness_ms >= 0")
@@ -138,11 +145,13 @@ class LiveFeed:
         self.max_shift_ms = int(max_shift / dt.timedelta(milliseconds=1))
         self.save_every_s, self.silent_every_s, self.refresh_s = save_every_s, silent_every_s, refresh_s
         self.calibration_every_s = calibration_every_s
+        self.backlog_settle_ms = int(backlog_settle_s * 1000)
         self.clock = clock
         self.detection = dict(detection or {})
         self.leadership = Leadership(lock_url, name) if lock_url else None
         self.live: LiveDetection | None = None
-        self.late = 0  # readings behind what detection had judged: stored, not judged
+        self.late = 0  # readings behind what live detection had judged: judged apart, as a late backlog
+        self.backlog_judged = 0  # late readings judged against the limits (judge_backlog)
         self.shifted = 0  # readings judged a little after their time (they arrived after their bucket)
         self.unknown = 0  # readings of sensors not (or no longer) enabled
         self.batches = 0
@@ -158,6 +167,7 @@ class LiveFeed:
         self._fit_request: dict[str, np.ndarray] | None = None
         self._reload_calibration = False
         self._reset_buffer()
+        self._reset_backlog()
         self._closed_until: int | None = None  # readings before this ms are late
         self._ids = np.zeros(0, dtype=np.int64)
         self._cols = np.zeros(0, dtype=np.int64)
@@ -198,6 +208,12 @@ class LiveFeed:
         self._arrived.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.live is not None and len(self._late_sid) and self.leading:
+            try:
+                with self.session_factory() as db:
+                    self._judge_backlog(db, self.clock(), force=True)
+            except Exception:  # noqa: BLE001 - stopping must go on; the readings themselves are stored
+                log.exception("live feed %r: judging the late backlog at stop failed", self.name)
         if self.leadership is not None:
             self.leadership.release()
 
@@ -231,7 +247,7 @@ class LiveFeed:
         """Readings heard but not yet judged (queued or waiting for their bucket to close)."""
         with self._queue_lock:
             queued = sum(len(q[0]) for q in self._queue)
-        return queued + len(self._sid)
+        return queued + len(self._sid) + len(self._late_sid)
 
     # ---- the listener (writer's thread) ------------------------------------------------------------
     def _heard(self, sensor_id: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
@@ -289,6 +305,7 @@ class LiveFeed:
                 self._buffer(sid, ts, value)
             self._housekeeping(db)
             report = self._judge(db, ((now - self.lateness_ms) // self.bucket_ms) * self.bucket_ms)
+            report = self._judge_backlog(db, now) or report
             if report is None and time.monotonic() - self._last_silent >= self.silent_every_s:
                 report = self.live.check_silent(db, dt.datetime.fromtimestamp(now / 1000, dt.UTC))
                 self._last_silent = time.monotonic()
@@ -304,6 +321,7 @@ class LiveFeed:
             log.warning("live feed %r: lost the detection lock; standing by", self.name)
         self.live = None
         self._reset_buffer()
+        self._reset_backlog()
         self._closed_until = None
         self._idle.set()
 
@@ -389,6 +407,7 @@ class LiveFeed:
             ts[late[movable]] = edge
             self.shifted += int(movable.sum())
             self.late += int(len(late) - movable.sum())
+            self._gather_backlog(sensor_id[late[~movable]], ts[late[~movable]], np.asarray(value)[late[~movable]])
             keep = np.ones(len(ts), dtype=bool)
             keep[late[~movable]] = False
             sensor_id, ts, value = sensor_id[keep], ts[keep], np.asarray(value)[keep]
@@ -396,6 +415,46 @@ class LiveFeed:
             self._sid = np.concatenate([self._sid, np.asarray(sensor_id, dtype=np.int64)])
             self._ts = np.concatenate([self._ts, ts])
             self._value = np.concatenate([self._value, np.asarray(value, dtype=np.float64)])
+
+    # ---- the late backlog --------------------------------------------------------------------------
+    def _reset_backlog(self) -> None:
+        self._late_sid = np.zeros(0, dtype=np.int64)
+        self._late_ts = np.zeros(0, dtype=np.int64)
+        self._late_value = np.zeros(0, dtype=np.float64)
+        self._late_heard = 0  # clock ms when the last late reading was gathered
+
+    def _gather_backlog(self, sensor_id: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
+        if not len(ts):
+            return
+        self._late_sid = np.concatenate([self._late_sid, np.asarray(sensor_id, dtype=np.int64)])
+        self._late_ts = np.concatenate([self._late_ts, np.asarray(ts, dtype=np.int64)])
+        self._late_value = np.concatenate([self._late_value, np.asarray(value, dtype=np.float64)])
+        self._late_heard = self.clock()
+
+    def _judge_backlog(self, db: Session, now: int, *, force: bool = False) -> ProcessReport | None:
+        """Judge the gathered late readings once none has come for ``backlog_settle_s`` (or they grew to
+        ``MAX_CELLS``, or ``force``): against the alarm limits, apart from the live state."""
+        if not len(self._late_sid) or self.live is None:
+            return None
+        if not force and now - self._late_heard < self.backlog_settle_ms and len(self._late_sid) < MAX_CELLS:
+            return None
+        sid, ts, value = self._late_sid, self._late_ts, self._late_value
+        self._reset_backlog()
+        try:
+            cols = self._columns(db, sid)
+            known = cols >= 0
+            report = self.live.judge_backlog(db, cols[known], ts[known] / 1000.0, value[known],
+                                             received_at=dt.datetime.fromtimestamp(now / 1000, dt.UTC))
+        except Exception:
+            self._gather_backlog(sid, ts, value)  # judged again once the detector is back
+            raise
+        self.unknown += int(len(cols) - known.sum())
+        self.backlog_judged += int(known.sum())
+        if report.raised:
+            log.warning("live feed %r: %d alarm(s) raised from a late backlog of %d readings", self.name,
+                        len(report.raised), int(known.sum()))
+        self._announce(report)
+        return report
 
     def _judged_until(self, sid: np.ndarray) -> np.ndarray:
         """Epoch ms of each sensor's last judged reading (-inf: none yet, or a sensor detection does not know)."""

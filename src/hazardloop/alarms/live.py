@@ -20,6 +20,10 @@ reading), so sensors reporting every second and every minute share one batch wit
 Feeding a stream in one batch or in ten gives the same alarms (same first/last/cleared times, peaks
 and occurrence counts); the ``silent`` check is the exception by nature, as it looks at the clock
 at the end of each batch (or on a timer, ``check_silent``).
+
+Readings that come too late for the stream (a gateway's buffer uploaded after an outage) are judged
+apart, by ``judge_backlog``: against the alarm limits only, on a fresh copy of the limit state, and
+raised as alarms marked as from a late backlog — see there why the live state is left alone.
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hazardloop.alarms import service
-from hazardloop.alarms.models import AlarmType, ChartWindow, DetectorState, fault_type
+from hazardloop.alarms.models import AlarmEvent, AlarmType, ChartWindow, DetectorState, fault_type
 from hazardloop.alarms.service import SensorRef
 from hazardloop.auth.models import User
 from hazardloop.db import utcnow
@@ -350,6 +355,118 @@ class LiveDetection:
             if hazard_id is not None:
                 report.drafts.append(hazard_id)
         return report
+
+    # ---- late backlogs ---------------------------------------------------------------------------
+    def judge_backlog(self, db: Session, cols: np.ndarray, ts: np.ndarray, values: np.ndarray, *,
+                      received_at: dt.datetime) -> ProcessReport:
+        """Judge readings that came too late for the stream against the alarm limits, and commit the alarms.
+
+        ``cols`` are columns in ``self.tags`` order, ``ts`` epoch seconds, in any order. Why apart from
+        the stream: each sensor's carried state (latches, delay timers, stuck and spike memory) has moved
+        past these instants, and going back would re-judge rows already turned into alarms; judging
+        them *into* that state would corrupt it. So the backlog gets its own fresh limit state, and the
+        live arrays are not touched. What is judged, per sensor, over its backlog readings in time order:
+        HH/H/L/LL with the sensor's deadband (a fresh ``LimitBank``, starting normal) and its on/off
+        delays measured between the readings' own times, as live detection does; statistical, stuck and
+        spike judgements need the carried state and are left out.
+
+        Each episode becomes an alarm with the original reading time (``first_at``), a reason that says
+        it came from a late backlog and when it was received, and ``late_backlog`` on its "raised"
+        timeline entry; it is pushed like any alarm. An episode that is still on at the sensor's last
+        backlog reading is cleared there (the backlog says no more; what followed is live detection's
+        to judge), so a backlog never leaves an alarm active that nothing would clear. Where the
+        condition's alarm is active now (live detection raised it), the episode is folded into it as an
+        occurrence, as any repeat of an active condition is, and never clears it.
+        """
+        report = ProcessReport()
+        cols, ts = np.asarray(cols, dtype=np.int64), np.asarray(ts, dtype=float)
+        values = np.asarray(values, dtype=float)
+        if not len(ts):
+            return report
+        order = np.lexsort((ts, cols))
+        cols, ts, values = cols[order], ts[order], values[order]
+        first = np.ones(len(ts), dtype=bool)
+        first[1:] = (cols[1:] != cols[:-1]) | (ts[1:] != ts[:-1])
+        cols, ts, values = cols[first], ts[first], values[first]
+        sensors, start, counts = np.unique(cols, return_index=True, return_counts=True)
+        # one column per sensor, its readings top-down; below its last one: NaN at its last time, which
+        # holds every latch and delay timer as they were (a NaN changes no latch)
+        rank = np.arange(len(ts)) - np.repeat(start, counts)
+        where = np.repeat(np.arange(len(sensors)), counts)
+        x = np.full((int(counts.max()), len(sensors)), np.nan)
+        x[rank, where] = values
+        t = np.repeat(ts[start + counts - 1][None, :], len(x), axis=0)
+        t[rank, where] = ts
+        # a fresh bank: the deadband arithmetic of live detection, none of its state. Its own delay output
+        # assumes one time per row, so only its levels are used; the delays are applied below per cell.
+        level, _ = LimitBank([self.limits.limits[c] for c in sensors]).update(t[:, 0], x)
+        idx = np.arange(len(x), dtype=np.int64)[:, None]
+        auto = service.auto_draft_types()
+        drafts: list[tuple[int, ChartWindow]] = []
+        try:
+            for k, (name, lvl) in enumerate(LIMIT_TYPES):
+                r = level >= lvl if lvl > 0 else level <= lvl
+                if not r.any():
+                    continue
+                prev = np.vstack([np.zeros((1, len(sensors)), dtype=bool), r[:-1]])
+                last = np.maximum.accumulate(np.where(r != prev, idx, -1), axis=0)
+                since = np.where(last >= 0, np.take_along_axis(t, np.maximum(last, 0), axis=0), -np.inf)
+                held = t - since
+                a = latch(r & (held >= self.on_delay[k, sensors]), ~r & (held >= self.off_delay[k, sensors]))
+                for j in np.flatnonzero(a.any(axis=0)):
+                    n = int(counts[j])
+                    self._backlog_episodes(db, k, name, int(sensors[j]), t[:n, j], x[:n, j], a[:n, j], r[:n, j],
+                                           received_at, report, drafts if name in auto else None)
+            db.commit()
+        except Exception:
+            db.rollback()
+            raise
+        for alarm_id, window in drafts:
+            hazard_id = service.auto_hazard_draft(db, alarm_id=alarm_id, evidence=window)
+            if hazard_id is not None:
+                report.drafts.append(hazard_id)
+        return report
+
+    def _backlog_episodes(self, db: Session, k: int, name: str, col: int, ts: np.ndarray, x: np.ndarray,
+                          a: np.ndarray, r: np.ndarray, received_at: dt.datetime, report: ProcessReport,
+                          drafts: list[tuple[int, ChartWindow]] | None) -> None:
+        """One sensor's episodes of one limit type in a backlog: raise, mark, clear (``judge_backlog``)."""
+        prev = np.concatenate([[False], a[:-1]])
+        starts, ends = np.flatnonzero(a & ~prev), np.flatnonzero(~a & prev)
+        score = x if LIMIT_TYPES[k][1] > 0 else -x
+        sensor = self.sensors[col]
+        for i, begin in enumerate(starts):
+            stop = int(ends[i]) if i < len(ends) else None
+            hi = stop if stop is not None else len(a)
+            peak = float(x[begin + int(np.argmax(score[begin:hi]))])
+            again = int(np.count_nonzero(r[begin + 1:hi] & ~r[begin:hi - 1]))  # re-occurrences inside the hold
+            if service.active_alarm(db, sensor_id=sensor.id, alarm_type=name) is not None:
+                alarm, _ = service._raise_or_update(db, sensor=sensor, alarm_type=name, at=_at(ts[begin]),
+                                                    value=float(x[begin]), reason="", peak=peak,
+                                                    occurrences=1 + again)
+                report.updated.append(alarm.id)
+                continue
+            reason = (f"late backlog, received {received_at:%Y-%m-%d %H:%M:%S} UTC: "
+                      f"{self._reason(k, col, float(x[begin]))}")
+            alarm, _ = service._raise_or_update(db, sensor=sensor, alarm_type=name, at=_at(ts[begin]),
+                                                value=float(x[begin]), reason=reason, peak=peak,
+                                                occurrences=1 + again)
+            alarm.last_at = max(alarm.last_at, _at(ts[hi - 1]))
+            raised = db.scalar(select(AlarmEvent).where(AlarmEvent.alarm_id == alarm.id, AlarmEvent.kind == "raised"))
+            if raised is not None:  # the machine-readable mark, next to the one in the reason
+                raised.data = {**(raised.data or {}), "late_backlog": {"received_at": received_at.isoformat()}}
+            report.raised.append(alarm.id)
+            if drafts is not None:
+                drafts.append((alarm.id, self._window(ts, x, int(begin))))
+            if stop is not None:
+                off = float(self.off_delay[k, col])
+                note = f"normal again for {off:g} s (late backlog)" if off else "normal again (late backlog)"
+                cleared = service._clear(db, sensor_id=sensor.id, alarm_type=name, at=_at(ts[stop]), note=note)
+            else:
+                cleared = service._clear(db, sensor_id=sensor.id, alarm_type=name, at=_at(ts[-1]),
+                                         note="the late backlog ends here; live detection judges what followed")
+            if cleared is not None:
+                report.cleared.append(cleared.id)
 
     def check_silent(self, db: Session, now: dt.datetime | None = None) -> ProcessReport:
         """The timer's job: raise 'silent' for feeds that sent nothing at all for their gap (no rows arrive)."""

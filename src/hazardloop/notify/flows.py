@@ -9,10 +9,16 @@ Two ways to drive it: ``start_scheduler`` adds it to an APScheduler as a plain i
 well under a second instead of waiting up to one polling interval, while the outbox (and its
 at-least-once claim) stays the only way a message leaves. The interval still runs, for hazard
 reminders, retries with back-off and anything a wake-up missed.
+
+Rows are claimed ``CLAIM_BATCH`` at a time under a short, renewed lease (outbox.py), and after each
+run the ``Sender`` sleeps only until the next row falls due — a retry's back-off, the end of quiet
+hours, or the end of the lease of a sender that was killed mid-batch — so a server restarted after a
+crash sends what the dead one had claimed about one lease after the crash, by itself.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 
@@ -23,13 +29,15 @@ from hazardloop.alarms import service as alarms
 from hazardloop.db import utcnow
 from hazardloop.notify.bridge import pull_alarm_notifications, pull_hazard_notifications
 from hazardloop.notify.channels.base import Transport
-from hazardloop.notify.outbox import DispatchReport, dispatch
+from hazardloop.notify.outbox import CLAIM_BATCH, DispatchReport, dispatch, next_due
 
 log = logging.getLogger(__name__)
 
 
-def run_once(session_factory: sessionmaker[Session], *, transport: Transport | None = None) -> DispatchReport:
-    """One tick: bridge, then dispatch until nothing more is due (in batches, so a backlog drains)."""
+def run_once(session_factory: sessionmaker[Session], *, transport: Transport | None = None,
+             batch: int = CLAIM_BATCH) -> DispatchReport:
+    """One tick: bridge, then dispatch until nothing more is due (in small claims, so a backlog drains
+    while other senders can take their share); ``next_due`` on the report says when to look again."""
     total = DispatchReport()
     with session_factory() as db:
         moved = pull_hazard_notifications(db, now=utcnow())
@@ -39,12 +47,13 @@ def run_once(session_factory: sessionmaker[Session], *, transport: Transport | N
         moved = pull_alarm_notifications(db, now=utcnow())
         if moved:
             log.info("notify: %d alarm notification(s) entered the outbox", len(moved))
-        for _ in range(20):  # bounded: a tick never runs away from the scheduler
-            report = dispatch(db, now=utcnow(), transport=transport)
+        for _ in range(100):  # bounded: a tick never runs away from the scheduler
+            report = dispatch(db, now=utcnow(), transport=transport, limit=batch)
             for name in ("sent", "retried", "dead", "deferred", "lost_claims"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             if report.sent + report.retried + report.dead + report.deferred + report.lost_claims == 0:
                 break
+        total.next_due = next_due(db)
     if total.sent or total.retried or total.dead:
         log.info("notify: sent %d, retrying %d, dead %d", total.sent, total.retried, total.dead)
     return total
@@ -87,12 +96,20 @@ class Sender:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            wait = self.interval_seconds
             try:
-                run_once(self.session_factory, transport=self.transport)
+                report = run_once(self.session_factory, transport=self.transport)
+                wait = self._until(report.next_due)
             except Exception:  # a database hiccup must not end notifications for good; say what broke
                 log.exception("notify: a sender run failed; trying again at the next wake or interval")
             self.runs += 1
-            self._wake.wait(self.interval_seconds)
+            self._wake.wait(wait)
+
+    def _until(self, due: dt.datetime | None) -> float:
+        """Seconds to sleep: until ``due`` (a little after, so it has passed), at most the interval."""
+        if due is None:
+            return self.interval_seconds
+        return min(self.interval_seconds, max(0.05, (due - utcnow()).total_seconds() + 0.05))
 
 
 def start_scheduler(session_factory: sessionmaker[Session], *, interval_seconds: int = 30,

@@ -5,11 +5,19 @@ Why this shape:
   and the promise to tell someone commit together or not at all.
 - `dispatch` claims due rows with a compare-and-set UPDATE (and, on PostgreSQL, a
   SELECT … FOR UPDATE SKIP LOCKED in front of it, so workers skip each other's rows instead of
-  queueing on them). A claim carries a lease: a worker that dies between claim and mark leaves
-  the row `sending` until the lease runs out, then another worker sends it again. That is
-  at-least-once delivery; the idempotency key travels with the message where the channel can
-  carry it (webhook header, e-mail Message-ID) so the receiver can drop the duplicate.
+  queueing on them). A claim carries a *short* lease (``DEFAULT_LEASE``, 30 s) that the live sender
+  keeps renewing while it works: a heartbeat thread renews every row of its claim every third of the
+  lease, and the sender renews each row once more, by compare-and-set on its claim token, right
+  before it sends it. So a sender that was killed mid-batch holds its rows for at most one lease
+  (not the minutes a lease must last when nobody renews it, for the slowest channel), and a live
+  sender, however slow its receiver, is never robbed: its lease never runs out while it runs, and
+  a row whose claim it did lose (a long stall) is skipped, never sent by two live senders. A row
+  sent by a sender that died before marking it is sent again by the next one: at-least-once
+  delivery; the idempotency key travels with the message where the channel can carry it (webhook
+  header, e-mail Message-ID) so the receiver can drop the duplicate.
 - Sending happens outside any transaction: no row lock is held during a slow HTTP call.
+- Liveness is known by the lease alone, not by a table of sender ids: the heartbeat *is* the
+  liveness signal, it needs no schema, and it works the same on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,11 +25,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -39,7 +50,8 @@ from hazardloop.notify.models import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE = dt.timedelta(minutes=5)
+DEFAULT_LEASE = dt.timedelta(seconds=30)  # how long a killed sender's rows wait; a live one keeps renewing
+CLAIM_BATCH = 10  # rows per claim in the sender loop: a slow receiver holds back few rows other senders could send
 DEFAULT_MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 30.0
 BACKOFF_CAP_S = 3600.0
@@ -203,6 +215,72 @@ def claim(db: Session, *, now: dt.datetime, limit: int = 50, lease: dt.timedelta
     return take(db, due_ids(db, now=now, limit=limit, only_ids=only_ids), now=now, lease=lease)
 
 
+def renew(db: Session, token: str, *, now: dt.datetime, lease: dt.timedelta = DEFAULT_LEASE,
+          entry_id: int | None = None) -> int:
+    """Push the lease of this claim's rows (or of one of them) to ``now + lease`` and commit.
+
+    A compare-and-set on the claim token: a row another sender has taken meanwhile carries its token,
+    so it is not renewed, and the count returned says so (0 for ``entry_id``: the claim is lost).
+    """
+    query = update(OutboxEntry).where(OutboxEntry.claim_token == token,
+                                      OutboxEntry.status == OutboxStatus.SENDING.value)
+    if entry_id is not None:
+        query = query.where(OutboxEntry.id == entry_id)
+    result = db.execute(query.values(lease_until=now + lease).execution_options(synchronize_session=False))
+    db.commit()
+    return int(result.rowcount)
+
+
+class Heartbeat:
+    """Renews one claim's lease every third of it, on a thread and a database session of its own,
+    while the sender works through the claimed rows (a slow HTTP call included).
+
+    Its clock is the sender's ``now`` moved on by the time that really passed, so a caller with a
+    fixed clock (the tests) sees leases that agree with it. A failed renewal is logged and tried
+    again at the next beat: the sender's renewal before each send stays the guard against sending
+    a row whose claim it lost.
+    """
+
+    def __init__(self, db: Session, token: str, *, now: dt.datetime, lease: dt.timedelta = DEFAULT_LEASE) -> None:
+        self.bind, self.token, self.lease = db.get_bind(), token, lease
+        self._started, self._now = time.monotonic(), now
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="hazardloop-outbox-heartbeat", daemon=True)
+        self.beats = 0
+
+    def now(self) -> dt.datetime:
+        return self._now + dt.timedelta(seconds=time.monotonic() - self._started)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        every = self.lease.total_seconds() / 3
+        while not self._stop.wait(every):
+            try:
+                with Session(self.bind) as session:
+                    renew(session, self.token, now=self.now(), lease=self.lease)
+                self.beats += 1
+            except SQLAlchemyError:
+                log.exception("notify: renewing the outbox lease of claim %s failed; trying at the next beat",
+                              self.token)
+
+
+def next_due(db: Session) -> dt.datetime | None:
+    """When the next row may be claimed: the earliest due retry or held message, or the earliest end of
+    another sender's lease (a killed sender's rows are picked up then, not at the next polling interval)."""
+    waiting = db.scalar(select(func.min(OutboxEntry.next_attempt_at)).where(OutboxEntry.status.in_(CLAIMABLE)))
+    leased = db.scalar(select(func.min(OutboxEntry.lease_until))
+                       .where(OutboxEntry.status == OutboxStatus.SENDING.value))
+    due = [t for t in (waiting, leased) if t is not None]
+    return min(due) if due else None
+
+
 # ---------------------------------------------------------------- send and mark
 
 
@@ -219,6 +297,7 @@ class DispatchReport:
     dead: int = 0
     deferred: int = 0  # waiting for a rate-limit slot; no attempt spent
     lost_claims: int = 0  # the lease ran out and another worker took the row meanwhile
+    next_due: dt.datetime | None = None  # set by the sender loop: when to look again (``next_due``)
 
 
 def message_of(entry: OutboxEntry) -> Message:
@@ -247,11 +326,21 @@ def _attempt(channel: Channel, entry: OutboxEntry, transport: Transport, now: dt
 
 
 def deliver(db: Session, token: str, ids: Sequence[int], *, now: dt.datetime, transport: Transport,
-            max_attempts: int = DEFAULT_MAX_ATTEMPTS, rng: random.Random | None = None) -> DispatchReport:
-    """Send each claimed row and record the outcome; each row commits on its own."""
+            max_attempts: int = DEFAULT_MAX_ATTEMPTS, rng: random.Random | None = None,
+            lease: dt.timedelta = DEFAULT_LEASE, clock: Callable[[], dt.datetime] | None = None) -> DispatchReport:
+    """Send each claimed row and record the outcome; each row commits on its own.
+
+    Right before a row is sent its lease is renewed by compare-and-set on ``token`` (at ``clock()``,
+    default ``now``): a row whose claim was lost — the lease ran out during a stall and another sender
+    took it — is skipped, so two live senders never both send it.
+    """
     rng = rng or random.Random()
+    clock = clock or (lambda: now)
     report = DispatchReport()
     for entry_id in ids:
+        if not renew(db, token, now=clock(), lease=lease, entry_id=entry_id):
+            report.lost_claims += 1
+            continue
         entry = db.get(OutboxEntry, entry_id, populate_existing=True)
         if entry is None or entry.claim_token != token:
             report.lost_claims += 1
@@ -296,14 +385,16 @@ def deliver(db: Session, token: str, ids: Sequence[int], *, now: dt.datetime, tr
 def dispatch(db: Session, *, now: dt.datetime, transport: Transport | None = None, limit: int = 50,
              lease: dt.timedelta = DEFAULT_LEASE, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
              rng: random.Random | None = None, only_ids: Sequence[int] | None = None) -> DispatchReport:
-    """Claim the rows due at `now`, send them, and mark each sent, rescheduled or dead."""
+    """Claim the rows due at `now`, send them under a heartbeat, and mark each sent, rescheduled or dead."""
     token, ids = claim(db, now=now, limit=limit, lease=lease, only_ids=only_ids)
     if not ids:
         return DispatchReport()
     own = transport is None
     transport = transport or Transport.default()
     try:
-        return deliver(db, token, ids, now=now, transport=transport, max_attempts=max_attempts, rng=rng)
+        with Heartbeat(db, token, now=now, lease=lease) as heartbeat:
+            return deliver(db, token, ids, now=now, transport=transport, max_attempts=max_attempts, rng=rng,
+                           lease=lease, clock=heartbeat.now)
     finally:
         if own:
             transport.http.close()
