@@ -350,10 +350,7 @@ class LiveDetection:
             db.rollback()
             self.load(db)  # back to the last committed state: the caller may retry the batch
             raise
-        for alarm_id, window in drafts:
-            hazard_id = service.auto_hazard_draft(db, alarm_id=alarm_id, evidence=window)
-            if hazard_id is not None:
-                report.drafts.append(hazard_id)
+        _draft_hazards(db, drafts, report)
         return report
 
     # ---- late backlogs ---------------------------------------------------------------------------
@@ -421,10 +418,7 @@ class LiveDetection:
         except Exception:
             db.rollback()
             raise
-        for alarm_id, window in drafts:
-            hazard_id = service.auto_hazard_draft(db, alarm_id=alarm_id, evidence=window)
-            if hazard_id is not None:
-                report.drafts.append(hazard_id)
+        _draft_hazards(db, drafts, report)
         return report
 
     def _backlog_episodes(self, db: Session, k: int, name: str, col: int, ts: np.ndarray, x: np.ndarray,
@@ -722,3 +716,11 @@ class LiveDetection:
         self.silent_on = remap(state["silent_on"], self.silent_on)
         self.fitted = remap(state["fitted"], self.fitted)
         self.last_ts, self.started_at = float(state["last_ts"]), float(state["started_at"])
+
+
+def _draft_hazards(db: Session, drafts: list[tuple[int, ChartWindow]], report: ProcessReport) -> None:
+    """After the alarms are committed: a draft hazard failing must not undo the alarm it is about."""
+    for alarm_id, window in drafts:
+        hazard_id = service.auto_hazard_draft(db, alarm_id=alarm_id, evidence=window)
+        if hazard_id is not None:
+            report.drafts.append(hazard_id)
