@@ -11,6 +11,7 @@ import pytest
 from alarm_clock import T0
 from sqlalchemy import delete, select
 
+import hazardloop
 from hazardloop.alarms import service
 from hazardloop.alarms.live import LiveDetection
 from hazardloop.alarms.models import Alarm, AlarmEvent, AlarmNotification, DetectorState
@@ -90,6 +91,16 @@ def test_a_stuck_sensor_raises_a_sensor_fault_alarm(db, sensors, rng):
     faults = list(db.scalars(select(Alarm).where(Alarm.tag == "GT-201")))
     assert [(a.type, a.severity, a.active) for a in faults] == [("sensor_fault:stuck", "MINOR", True)]
     assert faults[0].first_at == at(300 + 120) and "stuck" in faults[0].reason
+
+
+def test_every_raised_alarm_records_the_detector_and_version_that_raised_it(db, sensors, rng):
+    ts, values = stream(rng)
+    run(db, sensors, ts, values, batches=1)
+    raised = {e.alarm_id: e.data for e in db.scalars(select(AlarmEvent).where(AlarmEvent.kind == "raised"))}
+    by_type = {a.type: raised[a.id] for a in db.scalars(select(Alarm))}
+    assert by_type["limit_hh"]["detector"] == "hazardloop.alarms.live:limits"
+    assert by_type["sensor_fault:stuck"]["detector"] == "hazardloop.alarms.live:sensor_health"
+    assert all(data["version"] == hazardloop.__version__ for data in by_type.values())
 
 
 @pytest.mark.parametrize("batches", [10, 37])

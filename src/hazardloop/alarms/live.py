@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hazardloop import __version__
 from hazardloop.alarms import service
-from hazardloop.alarms.models import AlarmEvent, AlarmType, ChartWindow, DetectorState, fault_type
+from hazardloop.alarms.models import SENSOR_FAULT_PREFIX, AlarmType, ChartWindow, DetectorState, fault_type
 from hazardloop.alarms.service import SensorRef
 from hazardloop.auth.models import User
 from hazardloop.db import utcnow
@@ -442,13 +442,11 @@ class LiveDetection:
                 continue
             reason = (f"late backlog, received {received_at:%Y-%m-%d %H:%M:%S} UTC: "
                       f"{self._reason(k, col, float(x[begin]))}")
+            late = {"late_backlog": {"received_at": received_at.isoformat()}}  # machine-readable, beside the reason
             alarm, _ = service._raise_or_update(db, sensor=sensor, alarm_type=name, at=_at(ts[begin]),
                                                 value=float(x[begin]), reason=reason, peak=peak,
-                                                occurrences=1 + again)
+                                                occurrences=1 + again, provenance=provenance(name, **late))
             alarm.last_at = max(alarm.last_at, _at(ts[hi - 1]))
-            raised = db.scalar(select(AlarmEvent).where(AlarmEvent.alarm_id == alarm.id, AlarmEvent.kind == "raised"))
-            if raised is not None:  # the machine-readable mark, next to the one in the reason
-                raised.data = {**(raised.data or {}), "late_backlog": {"received_at": received_at.isoformat()}}
             report.raised.append(alarm.id)
             if drafts is not None:
                 drafts.append((alarm.id, self._window(ts, x, int(begin))))
@@ -551,7 +549,8 @@ class LiveDetection:
             if start is not None:
                 alarm, _ = service._raise_or_update(
                     db, sensor=sensor, alarm_type=name, at=_at(ts[start]), value=float(x[start]),
-                    reason=self._reason(k, col, float(x[start])), peak=peak_value, occurrences=1 + again.size)
+                    reason=self._reason(k, col, float(x[start])), peak=peak_value, occurrences=1 + again.size,
+                    provenance=provenance(name))
                 if np.isfinite(seen):
                     alarm.last_at = max(alarm.last_at, _at(seen))
                 report.raised.append(alarm.id)
@@ -598,7 +597,7 @@ class LiveDetection:
             sensor, gap = self.sensors[col], float(self.monitor.gap_seconds[col])
             reason = f"{sensor.tag} silent: no good reading for {gap:g} s"
             alarm, _ = service._raise_or_update(db, sensor=sensor, alarm_type=name, at=_at(last_good[col] + gap),
-                                                value=None, reason=reason)
+                                                value=None, reason=reason, provenance=provenance(name))
             report.raised.append(alarm.id)
         for col in np.flatnonzero(~silent & self.silent_on):
             good = np.flatnonzero(np.isfinite(x[:, col])) if len(x) else np.zeros(0, dtype=int)
@@ -724,3 +723,13 @@ def _draft_hazards(db: Session, drafts: list[tuple[int, ChartWindow]], report: P
         hazard_id = service.auto_hazard_draft(db, alarm_id=alarm_id, evidence=window)
         if hazard_id is not None:
             report.drafts.append(hazard_id)
+
+
+def provenance(alarm_type: str, **extra: object) -> dict[str, object]:
+    """Which detector raised an alarm type, and at which version (ARCHITECTURE §4: every prediction says so)."""
+    if alarm_type.startswith(SENSOR_FAULT_PREFIX):
+        detector = "sensor_health"
+    else:
+        detector = {AlarmType.STATISTICAL.value: "robust_z", AlarmType.SILENT.value: "silence"}.get(alarm_type,
+                                                                                                   "limits")
+    return {"detector": f"hazardloop.alarms.live:{detector}", "version": __version__, **extra}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tomllib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -288,8 +288,13 @@ def _queue(db: Session, alarm: Alarm, *, kind: str, step: int, roles: Sequence[s
 
 
 def _raise_or_update(db: Session, *, sensor: SensorRef, alarm_type: str, at: dt.datetime, value: float | None,
-                     reason: str, peak: float | None = None, occurrences: int = 1) -> tuple[Alarm, bool]:
-    """Create the alarm of a condition, or fold this occurrence into its active alarm. No commit."""
+                     reason: str, peak: float | None = None, occurrences: int = 1,
+                     provenance: Mapping[str, Any] | None = None) -> tuple[Alarm, bool]:
+    """Create the alarm of a condition, or fold this occurrence into its active alarm. No commit.
+
+    ``provenance`` (which detector and version raised it, and how) goes on the "raised" event, so
+    an alarm judged months later still says what made it, after the detectors have changed.
+    """
     value, peak = _finite(value), _finite(peak)
     alarm = active_alarm(db, sensor_id=sensor.id, alarm_type=alarm_type)
     if alarm is not None:
@@ -314,7 +319,8 @@ def _raise_or_update(db: Session, *, sensor: SensorRef, alarm_type: str, at: dt.
     db.add(alarm)
     db.flush()
     _event(db, alarm, kind="raised", at=at, note=reason,
-           data={"value": alarm.value, "shelved_until": alarm.shelved_until.isoformat() if shelf else None})
+           data={"value": alarm.value, "shelved_until": alarm.shelved_until.isoformat() if shelf else None,
+                 **(provenance or {})})
     if shelf is None:
         _queue(db, alarm, kind="raised", step=0, roles=escalation_policy().on_raise.get(alarm.severity, ()), at=at)
     _audit(db, alarm, actor=None, action="alarm.raise", before=None)
@@ -322,11 +328,12 @@ def _raise_or_update(db: Session, *, sensor: SensorRef, alarm_type: str, at: dt.
 
 
 def raise_or_update(db: Session, *, sensor: SensorRef, alarm_type: str, at: dt.datetime, value: float | None,
-                    reason: str, peak: float | None = None, occurrences: int = 1) -> tuple[Alarm, bool]:
+                    reason: str, peak: float | None = None, occurrences: int = 1,
+                    provenance: Mapping[str, Any] | None = None) -> tuple[Alarm, bool]:
     """Report a condition on a sensor: (alarm, created). Idempotent per (sensor, type) while it is active —
     repeated reports update the one alarm (count, last_at, peak); only after a clear is a new alarm made."""
     result = _raise_or_update(db, sensor=sensor, alarm_type=alarm_type, at=at, value=value, reason=reason,
-                              peak=peak, occurrences=occurrences)
+                              peak=peak, occurrences=occurrences, provenance=provenance)
     db.commit()
     return result
 
