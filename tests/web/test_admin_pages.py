@@ -239,3 +239,29 @@ def test_robot_without_a_secret_can_be_edited_with_the_secret_left_blank(client,
     db.expire_all()
     stored = db.get(Channel, channel.id).config
     assert stored["webhook_url"] == url and stored["keyword"] == "安全" and "secret" not in stored
+
+
+def test_plant_page_gives_each_area_its_qr_report_link_and_unique_field_ids(client, world: World) -> None:  # noqa: ANN001
+    login(client, "admin")
+    page = client.get("/admin/plant").text
+    links = re.findall(r'data-testid="area-report-link"[^>]*>([^<]+)</a>', page)
+    assert "http://testserver/hazards/new?area=TANK" in links
+    # what it opens (the form with TANK preselected) is test_hazard_pages' QR-code test
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # site and area forms on one page: each label finds its own input
+    for target in re.findall(r'<label for="([^"]+)"', page):
+        assert target in ids
+
+
+def test_area_list_exports_as_csv_with_each_report_link(client, world: World) -> None:  # noqa: ANN001
+    login(client, "admin")
+    assert 'href="/admin/areas.csv"' in client.get("/admin/plant").text
+    response = client.get("/admin/areas.csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert response.status_code == 200 and {r["code"] for r in rows} >= {"TANK"}
+    tank = next(r for r in rows if r["code"] == "TANK")
+    assert tank["report_link"] == "http://testserver/hazards/new?area=TANK" and tank["sensors"] == "1"
+    assert len(rows) == 2
+    login(client, "operator")  # as sensors.csv: anyone who may read the plant, within their own areas
+    scoped = client.get("/admin/areas.csv").content.decode("utf-8-sig")
+    assert [r["code"] for r in csv.DictReader(io.StringIO(scoped))] == ["TANK"]

@@ -93,5 +93,12 @@ def test_operator_works_a_live_alarm_from_the_console(browser, live_server, app,
 
     page.goto(f"{live_server}/alarms/{alarm.id}")
     page.wait_for_selector("#alarm-chart[data-ready='1']")
+    drawn = page.evaluate(
+        """() => { const o = echarts.getInstanceByDom(document.getElementById('alarm-chart')).getOption();
+            return {legend: o.legend[0].data, tooltip: o.tooltip[0].trigger, area: o.series[0].markArea.data.length,
+                    title: o.title[0].text, points: o.series[0].data.length}; }"""
+    )
+    assert drawn["legend"] and drawn["tooltip"] == "axis" and drawn["area"] == 1 and drawn["points"] > 10
+    assert "高于高高限（浏览器测试）" in drawn["title"]  # the reason, on the chart itself
     page.wait_for_timeout(800)  # the chart's entry animation
     assert screenshot(page, "alarm-detail") > 20_000

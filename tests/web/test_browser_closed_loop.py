@@ -2,10 +2,10 @@
 
 Each role logs in through the login page, in its own browser context, switches the language with
 the link in the top bar and then uses only what the pages show: an operator reports with a photo,
-the safety officer grades and assigns with a deadline, the rectifier finds the task in the
-register, starts, records the after-photo and submits, and the officer accepts. Expected words
-come from the i18n catalogue, so one test body checks both languages and catches a string left
-in the other one.
+the safety officer grades and assigns with a deadline, the rectifier finds the task under "My
+tasks", starts, records the after-photo and submits, and the officer accepts. Expected words come
+from the i18n catalogue, so one test body checks both languages and catches a string left in the
+other one.
 """
 
 from __future__ import annotations
@@ -167,12 +167,16 @@ def test_a_hazard_goes_round_the_whole_loop_to_closed(
     assert deadline in officer.page.inner_text("[data-testid=field-deadline] dd")
     officer.close()
 
-    # 3. the rectifier finds the task in the register (state filter), starts and submits with an after-photo
+    # 3. the rectifier finds the task under "My tasks" in the top bar, starts and submits with an after-photo
     rectifier = Person(browser, live_server, "rectifier", lang)
-    rectifier.open_register()
     page = rectifier.page
-    page.locator("[data-testid=filters] select[name=state]").select_option(HazardState.ASSIGNED.value)
-    page.wait_for_url("**state=ASSIGNED**")
+    page.click(f"nav a:has-text('{rectifier.t('nav.my_tasks')}')")
+    page.wait_for_url("**mine=true**")
+    assert page.locator("[data-testid=filter-mine]").is_checked()
+    rows = page.locator("[data-testid=hazard-row]")
+    assert rows.count() >= 1
+    for i in range(rows.count()):  # every row is the rectifier's own
+        assert rows.nth(i).locator("[data-testid=row-responsible]").inner_text() == NAMES["rectifier"]
     row = page.locator("[data-testid=hazard-row]", has_text=number)
     assert row.count() == 1
     assert rectifier.t("state.ASSIGNED") in row.inner_text()

@@ -85,3 +85,44 @@ def test_clicking_a_heatmap_cell_opens_its_area_and_category(browser, live_serve
     page.mouse.click(cell["x"], cell["y"])
     page.wait_for_url(re.compile(r"/hazards\?area_id=\d+&category=\w+"))
     assert _list_total(page) == cell["count"]
+
+
+def test_every_count_card_equals_the_service_query_and_the_list_it_opens(browser, live_server, db,
+                                                                          demo_world) -> None:  # noqa: ANN001
+    """The numbers as the browser shows them, against the hazard and alarm services asked directly
+    (the same actor, so the same area scope), then against the list each card opens."""
+    from hazardloop.alarms import service as alarms
+    from hazardloop.analytics.metrics import plant_day_start
+    from hazardloop.auth.models import User
+    from hazardloop.db import utcnow
+    from hazardloop.hazards import service as hazards
+
+    manager = db.query(User).filter_by(username="manager").one()
+    now = utcnow()
+
+    def hazard_total(**f: object) -> int:
+        return hazards.list_for_user(db, actor=manager, filters=hazards.HazardFilter(**f), limit=1, now=now)[1]
+
+    expected = {
+        "open_hazards": hazard_total(open_only=True),
+        "overdue_hazards": hazard_total(overdue=True),
+        "major_open": hazard_total(major=True, open_only=True),
+        "alarms_today": alarms.list_for_user(
+            db, actor=manager, filters=alarms.AlarmFilter(raised_from=plant_day_start(now)), limit=1, now=now
+        )[1],
+    }
+    assert expected["open_hazards"] > 0 and expected["alarms_today"] >= 0
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _login_to_cockpit(page, live_server)
+    for key, count in expected.items():
+        card = page.locator(f"[data-testid=kpi-{key}]")
+        assert int(card.get_attribute("data-value")) == count, key
+        assert str(count) in card.inner_text(), key
+    for key in ("open_hazards", "major_open"):
+        page.click(f"[data-testid=kpi-{key}]")
+        assert _list_total(page) == expected[key], key
+        page.go_back()
+        page.wait_for_selector("#cockpit[data-ready='1']")
+    page.click("[data-testid=kpi-alarms_today]")
+    page.wait_for_url(re.compile(r"/alarms\?"))
+    assert int(page.get_attribute("[data-testid=alarm-shown]", "data-total")) == expected["alarms_today"]

@@ -239,3 +239,142 @@ def test_cockpit_drill_filters_narrow_the_list_and_its_export(client, db, world)
                                                                "found_from": "2020-01-01T00:00:00+08:00"})
     assert export.status_code == 200 and open_one.number in export.content.decode("utf-8-sig")
     assert "open_only=true" in page.text
+
+
+# ---------------------------------------------------------------- my tasks
+
+
+def test_my_tasks_lists_only_the_viewers_own_and_carries_over_to_the_export(client, db, world: World) -> None:  # noqa: ANN001
+    rectifier, officer = world.users[Role.RECTIFIER], world.users[Role.SAFETY_OFFICER]
+    mine = make_hazard(db, state=HazardState.RECTIFYING, area_id=world.area_a, responsible_id=rectifier.id)
+    done = make_hazard(db, state=HazardState.CLOSED, area_id=world.area_a, responsible_id=rectifier.id)
+    theirs = make_hazard(db, state=HazardState.RECTIFYING, area_id=world.area_a, responsible_id=officer.id)
+    login(client, "safety_officer")
+    everything = client.get("/hazards").text
+    assert mine.number in everything and theirs.number in everything
+    assert 'data-testid="nav-my-tasks"' in everything and 'href="/hazards?mine=true&amp;open=true"' in everything
+    officer_tasks = client.get("/hazards", params={"mine": "true"}).text  # the same link shows each viewer their own
+    assert theirs.number in officer_tasks and mine.number not in officer_tasks
+    assert f"/api/v1/hazards/export.csv?responsible_person_id={officer.id}" in officer_tasks
+    login(client, "rectifier")
+    page = client.get("/hazards", params={"mine": "true", "open": "true"}).text
+    assert mine.number in page and done.number not in page and theirs.number not in page
+    assert re.search(r'name="mine" value="true" checked', page) and "共 1 条" in page
+    assert 'class="active" data-testid="nav-my-tasks"' in page
+    # the open-only filter the bar has no control for is kept (hidden) and shown as a removable chip
+    assert '<input type="hidden" name="open" value="true">' in page and 'data-testid="filter-chips"' in page
+    assert "仅未关闭" in page and 'href="/hazards?mine=true"' in page
+    # a filter changed since (an HTMX swap of the results) is kept by the chip's remove link
+    partial = client.get("/hazards", params={"mine": "true", "open": "true", "state": "RECTIFYING"},
+                         headers={"HX-Request": "true"}).text
+    assert 'href="/hazards?mine=true&amp;state=RECTIFYING"' in partial and mine.number in partial
+    unchecked = client.get("/hazards", params={"open": "true"}).text  # box cleared: back to the whole register
+    assert theirs.number in unchecked and not re.search(r'name="mine" value="true" checked', unchecked)
+
+
+def test_cockpit_date_windows_show_as_chips_with_the_last_day_inclusive(client, db, world: World) -> None:  # noqa: ANN001
+    login(client, "safety_officer")
+    page = client.get("/hazards", params={"found_from": "2026-11-02", "found_to": "2026-11-09"}).text
+    assert "发现日期 2026-11-02 至 2026-11-08" in page  # found_to is exclusive in the URL
+    assert '<input type="hidden" name="found_from" value="2026-11-02">' in page
+
+
+# ---------------------------------------------------------------- errors in the page's language
+
+
+def banner(html: str, testid: str) -> str:
+    """The visible text of an error banner (its tooltip, the service's English words, left out)."""
+    match = re.search(rf'data-testid="{testid}"[^>]*>(.*?)</p>', html, re.S)
+    assert match, f"no {testid} banner"
+    return re.sub(r"<[^>]+>", "", match.group(1)).strip()
+
+
+def has_latin_words(text: str) -> bool:
+    """English words left in a Chinese message; file-format names and units are the same in both."""
+    return re.search(r"[A-Za-z]{3,}", re.sub(r"JPEG|PNG|WebP|HEIC|AVIF|PDF|MiB", "", text)) is not None
+
+
+def has_chinese(text: str) -> bool:
+    return re.search(r"[\u4e00-\u9fff]", text) is not None
+
+
+REPORT_MISTAKES = [
+    # (form, files, zh words, en words)
+    ({"description": "楼梯扶手松动"}, None, "请选择隐患所在区域", "Choose the area"),
+    ({"area_id": "abc", "description": "楼梯扶手松动"}, None, "请填写数字", "Enter a number"),
+    ({"area_id": "AREA", "description": "松"}, None, "至少填写 2 个字", "at least 2 characters"),
+    ({"area_id": "AREA", "description": "松" * 4001}, None, "最多 4000 个字", "At most 4000 characters"),
+    ({"area_id": "AREA", "description": "楼梯扶手松动"}, {"photo": ("a.jpg", b"not a picture", "image/jpeg")},
+     "这不是照片", "This is not a photo"),
+    ({"area_id": "AREA", "description": "楼梯扶手松动"}, {"photo": ("a.jpg", jpeg()[:200], "image/jpeg")},
+     "照片无法读取", "The photo cannot be read"),
+    ({"area_id": "OTHER", "description": "楼梯扶手松动"}, None, "您没有该区域的权限", "no access to this area"),
+]
+
+
+@pytest.mark.parametrize("language", ["zh-CN", "en"])
+@pytest.mark.parametrize(("form", "files", "zh", "en"), REPORT_MISTAKES)
+def test_report_form_errors_are_in_the_pages_language(client, db, world: World, language, form, files, zh, en) -> None:  # noqa: ANN001, PLR0913
+    login(client, "operator")
+    client.get(f"/lang/{language}?next=/hazards/new")
+    area = {"AREA": str(world.area_a), "OTHER": str(world.area_b)}
+    data = {k: area.get(v, v) for k, v in form.items()}
+    before = db.query(Hazard).count()
+    response = client.post("/hazards/new", data=data, files=files)
+    assert response.status_code == 422
+    text = banner(response.text, "report-error")
+    if language == "zh-CN":
+        assert zh in text and not has_latin_words(text), text
+    else:
+        assert en in text and not has_chinese(text), text
+    assert db.query(Hazard).count() == before  # nothing reported by a refused form
+    assert form["description"][:50] in response.text  # what was typed is kept
+
+
+def test_the_refused_field_is_marked_for_screen_readers(client, world: World) -> None:  # noqa: ANN001
+    login(client, "operator")
+    page = client.post("/hazards/new", data={"area_id": str(world.area_a), "description": "松"}).text
+    assert re.search(r'<textarea id="r-description"[^>]*aria-invalid="true" aria-describedby="report-error"', page)
+    assert not re.search(r'<select id="r-area"[^>]*aria-invalid', page)
+
+
+def test_move_and_comment_errors_are_in_the_pages_language(client, db, world: World) -> None:  # noqa: ANN001
+    hazard = make_hazard(db, state=HazardState.CONFIRMED, area_id=world.area_a, responsible_id=None)
+    login(client, "safety_officer")
+    past = {"to": "ASSIGNED", "responsible_person_id": str(world.users[Role.RECTIFIER].id), "measures": "更换插座",
+            "deadline": "2020-01-01"}
+    zh = client.post(f"/hazards/{hazard.id}/move", data=past).text
+    assert banner(zh, "move-error") == "整改期限不能早于今天 (整改期限)"
+    nobody = client.post(f"/hazards/{hazard.id}/move", data={**past, "deadline": "", "responsible_person_id": "x"})
+    assert nobody.status_code == 422 and banner(nobody.text, "move-error") == "请填写数字 (整改责任人)"
+    empty = client.post(f"/hazards/{hazard.id}/comment", data={"text": "   "})
+    assert empty.status_code == 422 and banner(empty.text, "comment-error") == "评论不能为空"
+    client.get("/lang/en")
+    en = client.post(f"/hazards/{hazard.id}/move", data=past).text
+    assert banner(en, "move-error") == "The deadline cannot lie before today (Rectification deadline)"
+    assert 'title="the deadline must lie in the future"' in en  # the service's words, for support
+    assert db.get(Hazard, hazard.id).state == "CONFIRMED"
+
+
+@pytest.mark.parametrize(("username", "shown"), [("rectifier", True), ("safety_officer", True),
+                                                 ("safety_manager", True), ("operator", False), ("viewer", False)])
+def test_my_tasks_is_offered_to_the_roles_that_can_hold_a_task(client, world: World, username: str,
+                                                               shown: bool) -> None:  # noqa: ANN001
+    """The roles the assign form offers (they may start a rectification); a viewer would only ever see none."""
+    login(client, username)
+    page = client.get("/hazards").text
+    assert ('data-testid="nav-my-tasks"' in page) is shown
+    assert ('data-testid="filter-mine"' in page) is shown
+
+
+def test_a_photo_over_the_upload_limit_is_refused_naming_the_limit(client, db, world: World) -> None:  # noqa: ANN001
+    client.app.state.settings.max_upload_bytes = 4 * 1024
+    out = io.BytesIO()
+    Image.effect_noise((300, 300), 60).convert("RGB").save(out, format="JPEG", quality=95)
+    assert len(out.getvalue()) > 4 * 1024
+    login(client, "operator")
+    response = client.post("/hazards/new", data={"area_id": str(world.area_a), "description": "楼梯扶手松动"},
+                           files={"photo": ("big.jpg", out.getvalue(), "image/jpeg")})
+    assert response.status_code == 422
+    assert banner(response.text, "report-error") == "现场照片: 照片超过 4 KiB 的上传上限，请降低相机分辨率后重拍"
+    assert db.query(Hazard).count() == 0

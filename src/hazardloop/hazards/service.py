@@ -94,6 +94,8 @@ def get(db: Session, *, actor: User, hazard_id: int) -> Hazard:
 @dataclass(frozen=True)
 class HazardFilter:
     area_id: int | None = None
+    # whose rectification task it is: "my tasks" is this set to the viewer's own id
+    responsible_person_id: int | None = None
     state: HazardState | None = None
     states: tuple[HazardState, ...] | None = None
     level: str | None = None
@@ -116,6 +118,8 @@ def _filtered(actor: User, f: HazardFilter, now: dt.datetime) -> Select:
         query = query.where(Hazard.area_id.in_(visible))
     if f.area_id is not None:
         query = query.where(Hazard.area_id == f.area_id)
+    if f.responsible_person_id is not None:
+        query = query.where(Hazard.responsible_person_id == f.responsible_person_id)
     if f.state is not None:
         query = query.where(Hazard.state == f.state.value)
     if f.states:

@@ -46,6 +46,9 @@ class CommentCreate(BaseModel):
 
 def hazard_filter(
     area_id: int | None = None,
+    responsible_person_id: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="the rectifier's user id; your own id gives 'my tasks'")
+    ] = None,
     state: HazardState | None = None,
     level: str | None = None,
     major: bool | None = None,
@@ -61,6 +64,7 @@ def hazard_filter(
 ) -> service.HazardFilter:
     return service.HazardFilter(
         area_id=area_id,
+        responsible_person_id=responsible_person_id,
         state=state,
         level=level,
         major=major,

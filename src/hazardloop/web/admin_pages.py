@@ -16,6 +16,7 @@ import json
 import types
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -274,6 +275,25 @@ async def area_create(request: Request, user: MaybeUser, db: Db) -> Response:
         return _plant_page(request, db, u, 422, area_values=values, area_errors=errors)
 
     return _guarded(request, user, "plant.write", build)
+
+
+@router.get("/areas.csv")
+def area_csv(request: Request, user: MaybeUser, db: Db) -> Response:
+    """The area list as CSV, each with its quick-report link: what a QR label printer takes in bulk."""
+
+    def build(u: User) -> Response:
+        sites = {s.id: s.code for s in plant.list_sites(db, actor=u)}
+        counts: dict[int, int] = {}
+        for sensor in plant.list_sensors(db, actor=u):
+            counts[sensor.area_id] = counts.get(sensor.area_id, 0) + 1
+        rows: list[list[Any]] = [["code", "name_zh", "name_en", "site", "risk_grade", "sensors", "report_link"]]
+        for a in plant.list_areas(db, actor=u):
+            link = f"{request.base_url}hazards/new?{urlencode({'area': a.code})}"
+            rows.append([a.code, a.name_zh, a.name_en or "", sites.get(a.site_id, ""), a.risk_grade or "",
+                         counts.get(a.id, 0), link])
+        return _csv(rows, "areas.csv")
+
+    return _guarded(request, user, "plant.read", build)
 
 
 @router.get("/areas/{area_id:int}")

@@ -43,8 +43,8 @@ from hazardloop.hazards.reference import accident_types, categories, legal_level
 from hazardloop.plant import service as plant
 from hazardloop.text.suggest import suggest as raw_suggest
 from hazardloop.web.deps import Db
-from hazardloop.web.i18n import translate
-from hazardloop.web.pages import MaybeUser, _language, render, to_login
+from hazardloop.web.i18n import catalogue, translate
+from hazardloop.web.pages import MaybeUser, _language, render, task_roles, to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -108,7 +108,7 @@ def _end_of_day(text: str, field_name: str) -> dt.datetime | None:
     try:
         day = dt.date.fromisoformat(text.strip())
     except ValueError as exc:
-        raise InvalidInput(field_name, "not a date (YYYY-MM-DD)") from exc
+        raise FormInvalid(field_name, "not_a_date", "not a date (YYYY-MM-DD)") from exc
     return dt.datetime.combine(day, dt.time(23, 59), tzinfo=DISPLAY_TZ).astimezone(dt.UTC)
 
 
@@ -123,22 +123,79 @@ def _people(db: Session, ids: set[int | None]) -> dict[int, User]:
 
 
 def _assignable(db: Session, area_id: int) -> list[User]:
-    """Active people who could take the hazard on: their role may start the rectification
-    (the ASSIGNED → RECTIFYING rule) and they can see the area — what service._assign checks."""
-    roles = sorted(
-        {
-            role.value
-            for rule in workflow.rules()
-            if rule.source is HazardState.ASSIGNED and rule.target is HazardState.RECTIFYING
-            for role in rule.roles
-        }
-    )
-    return sorted(auth_service.users_for(db, roles=roles, area_id=area_id), key=lambda u: u.display_name)
+    """The people the assign form offers. service.transition to ASSIGNED accepts any active
+    person (not a machine account) who can see the hazard's area, and refuses anyone else with
+    the field named; the list narrows that to the roles workflow.toml lets make the next move
+    (ASSIGNED → RECTIFYING), so whoever is chosen can actually start the rectification."""
+    return sorted(auth_service.users_for(db, roles=sorted(task_roles()), area_id=area_id), key=lambda u: u.display_name)
 
 
 def _not_found(request: Request, user: User) -> Response:
     """A hazard outside the user's areas answers like a missing one: whether it exists is not told."""
     return render(request, "hazards/message.html", user, status_code=404, message="hazard.not_found")
+
+
+# ---------------------------------------------------------------- errors a person reads
+
+
+class FormInvalid(InvalidInput):
+    """A form value this module refuses itself, with the catalogue key (hazard.error.<key>) that
+    says why in the page's language. The English message keeps InvalidInput's meaning for logs."""
+
+    def __init__(self, field: str, key: str, message: str, **values: object):
+        super().__init__(field, message)
+        self.key, self.values = key, values
+
+
+# The services explain a refusal in English (the API's language). Each field below has one thing a
+# form can get wrong about it that the service refuses, so the field names the catalogue entry;
+# anything else is shown as hazard.error.invalid, with the service's own words as the tooltip.
+SERVICE_FIELD_ERRORS = {
+    "deadline": "deadline_future",
+    "responsible_person_id": "responsible_unavailable",
+    "duplicate_of": "duplicate_self",
+    "approved": "no_pending_extension",
+    "text": "comment_empty",
+    "file": "file_refused",  # attachments: empty, not a photo or PDF, too large, damaged
+}
+# Pydantic's error types for the length and presence checks of HazardCreate / TransitionRequest.
+VALIDATION_ERRORS = {"string_too_short": "too_short", "string_too_long": "too_long", "missing": "required"}
+# Form fields whose label is a hazard.field.* entry under another name.
+FIELD_LABELS = {"responsible_person_id": "responsible_person", "area_id": "area", "text": "comment"}
+
+
+def field_label(field_name: str | None, lang: str) -> str:
+    """The field's label in the page's language, or "" for a name the catalogue does not know."""
+    key = f"hazard.field.{FIELD_LABELS.get(field_name or '', field_name)}"
+    return translate(key, lang) if field_name and key in catalogue(lang) else ""
+
+
+def form_error(exc: Exception, lang: str, target: str | None = None) -> dict[str, Any]:
+    """What the page says about a refused form: its field, a catalogue message in the page's
+    language, and the service's own (English) words as `detail`, the banner's tooltip, which is
+    what support and the API logs quote."""
+    key, values, field_name, detail = "invalid", {}, None, str(exc)
+    if isinstance(exc, FormInvalid):
+        key, values, field_name, detail = exc.key, exc.values, exc.field, exc.message
+    elif isinstance(exc, InvalidInput):
+        key, field_name, detail = SERVICE_FIELD_ERRORS.get(exc.field, "invalid"), exc.field, exc.message
+    elif isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        field_name = str(error["loc"][0]) if error.get("loc") else None
+        key, detail = VALIDATION_ERRORS.get(error.get("type", ""), "invalid"), error.get("msg", "")
+        context = error.get("ctx") or {}
+        values = {"min": context.get("min_length", ""), "max": context.get("max_length", "")}
+    elif isinstance(exc, PermissionDenied):
+        key = "forbidden"
+    elif isinstance(exc, (NotFound, OutOfScope)):  # a form reaches these through its area only
+        key, field_name = "area_not_visible", "area_id"
+    return {
+        "target": target,
+        "field": field_name,
+        "label": field_label(field_name, lang),
+        "message": translate(f"hazard.error.{key}", lang, **values),
+        "detail": detail,
+    }
 
 
 # ---------------------------------------------------------------- the list
@@ -161,9 +218,15 @@ def _plant_midnight(day: dt.date | None) -> dt.datetime | None:
 class ListQuery:
     """The list's filters as they travel in the URL (the API's parameter names, so the export
     links carry them unchanged). Unknown values are dropped, not refused: a shared link that has
-    gone stale still opens."""
+    gone stale still opens.
+
+    "My tasks" travels as mine=true rather than as a user id, so the one link (in the navigation,
+    or sent round a team) shows each person their own tasks; `me` is the viewer it was parsed for.
+    """
 
     area_id: int | None = None
+    mine: bool = False
+    me: int | None = None
     state: HazardState | None = None
     level: str | None = None
     category: str | None = None
@@ -178,7 +241,7 @@ class ListQuery:
     page: int = 1
 
     @classmethod
-    def parse(cls, params: Any) -> ListQuery:  # noqa: ANN401 - Starlette QueryParams
+    def parse(cls, params: Any, me: int | None = None) -> ListQuery:  # noqa: ANN401 - Starlette QueryParams
         def pick(name: str, allowed: Any) -> str | None:  # noqa: ANN401
             value = (params.get(name) or "").strip()
             return value if value and value in allowed else None
@@ -190,6 +253,8 @@ class ListQuery:
         overdue = pick("overdue", {"true", "false"})
         return cls(
             area_id=int(area) if area.isdigit() and len(area) < 10 else None,
+            mine=me is not None and (params.get("mine") or "").strip() == "true",
+            me=me,
             state=HazardState(state) if state else None,
             level=pick("level", policy().levels),
             category=pick("category", categories()),
@@ -207,6 +272,7 @@ class ListQuery:
     def filters(self) -> service.HazardFilter:
         return service.HazardFilter(
             area_id=self.area_id,
+            responsible_person_id=self.me if self.mine else None,
             state=self.state,
             level=self.level,
             category=self.category,
@@ -225,6 +291,7 @@ class ListQuery:
         f = self.filters()
         values = {
             "area_id": f.area_id,
+            "responsible_person_id": f.responsible_person_id,
             "state": f.state.value if f.state else None,
             "level": f.level,
             "category": f.category,
@@ -240,10 +307,31 @@ class ListQuery:
         }
         return urlencode({k: v for k, v in values.items() if v not in (None, "")})
 
+    def chips(self) -> list[tuple[str, dict[str, str], str]]:
+        """The filters a cockpit number links with that the filter bar has no control for, as
+        (catalogue key under hazard.filter., its values, this list's query without them): the
+        page shows each one, with a link that removes it, so a narrowed total never looks like
+        the whole register. The *_to days are exclusive in the URL and shown as the last day."""
+        def span(first: dt.date | None, end: dt.date | None) -> dict[str, str]:
+            last = end - dt.timedelta(days=1) if end else None
+            return {"first": first.isoformat() if first else "…", "last": last.isoformat() if last else "…"}
+
+        chips = []
+        if self.open:
+            chips.append(("open_only", {}, self.params(open=None, page=None)))
+        if self.found_from or self.found_to:
+            chips.append(("found_between", span(self.found_from, self.found_to),
+                          self.params(found_from=None, found_to=None, page=None)))
+        if self.closed_from or self.closed_to:
+            chips.append(("closed_between", span(self.closed_from, self.closed_to),
+                          self.params(closed_from=None, closed_to=None, page=None)))
+        return chips
+
     def params(self, **changes: Any) -> str:  # noqa: ANN401
         """The query string of these filters (without empty ones), page included unless it is 1."""
         values = {
             "area_id": self.area_id,
+            "mine": "true" if self.mine else None,
             "state": self.state.value if self.state else None,
             "level": self.level,
             "category": self.category,
@@ -292,7 +380,7 @@ def hazard_list(request: Request, user: MaybeUser, db: Db) -> Response:
     link, reload, history restore) gets the whole page with the same results."""
     if user is None:
         return to_login(request)
-    query = ListQuery.parse(request.query_params)
+    query = ListQuery.parse(request.query_params, me=user.id)
     context = _list_context(db, user, query, utcnow())
     areas = {a.id: a for a in plant.list_areas(db, actor=user)}
     partial = request.headers.get("hx-request") and not request.headers.get("hx-history-restore-request")
@@ -460,7 +548,7 @@ def _int_field(form: FormData, name: str) -> int | None:
     if not value:
         return None
     if not value.isdigit() or len(value) > 12:
-        raise InvalidInput(name, "not a number")
+        raise FormInvalid(name, "not_a_number", "not a number")
     return int(value)
 
 
@@ -471,7 +559,7 @@ def _money(form: FormData, name: str) -> float | None:
     try:
         return float(value)
     except ValueError as exc:
-        raise InvalidInput(name, "not a number") from exc
+        raise FormInvalid(name, "not_a_number", "not a number") from exc
 
 
 def _parts(form: FormData, prefix: str, names: tuple[str, ...]) -> dict[str, str] | None:
@@ -503,11 +591,7 @@ def transition_request(form: FormData, target: HazardState) -> TransitionRequest
         data["production_suspended"] = form.get("production_suspended") == "on"
     if (five := _parts(form, "five", workflow.FIVE_IMPLEMENTATIONS)) is not None:
         data["five_implementations"] = five
-    try:
-        return TransitionRequest(**data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise InvalidInput(str(error["loc"][0]) if error.get("loc") else "form", error.get("msg", "")) from exc
+    return TransitionRequest(**data)  # a ValidationError names its field; form_error words it
 
 
 def _store_photos(request: Request, db: Session, user: User, hazard_id: int, form: FormData, phases: list[str]) -> None:
@@ -573,15 +657,15 @@ def _move(request: Request, db: Session, user: User, hazard_id: int, form: FormD
         refused = service.get(db, actor=user, hazard_id=hazard_id)
         message = refusal_message(db, refused, transition_request(form, target), user, lang, exc.reason)
         # the workflow's own words stay as the banner's tooltip: what support and the API logs quote
-        error = {"target": target.value, "field": None, "message": message, "detail": exc.reason}
+        error = {"target": target.value, "field": None, "label": "", "message": message, "detail": exc.reason}
         return _render_detail(request, db, user, hazard_id, status_code=409, error=error, submitted=submitted)
-    except InvalidInput as exc:
+    except (InvalidInput, ValidationError) as exc:
         db.rollback()
-        error = {"target": target.value, "field": exc.field, "message": exc.message}
+        error = form_error(exc, _language(request, user), target.value)
         return _render_detail(request, db, user, hazard_id, status_code=422, error=error, submitted=submitted)
     except PermissionDenied as exc:
         db.rollback()
-        error = {"target": target.value, "field": None, "message": str(exc)}
+        error = form_error(exc, _language(request, user), target.value)
         return _render_detail(request, db, user, hazard_id, status_code=403, error=error, submitted=submitted)
     return RedirectResponse(f"/hazards/{hazard_id}?done={target.value}", status_code=303)
 
@@ -611,8 +695,8 @@ def hazard_comment(
     except (NotFound, OutOfScope):
         return _not_found(request, user)
     except (InvalidInput, PermissionDenied) as exc:
-        message = exc.message if isinstance(exc, InvalidInput) else str(exc)
-        error = {"target": "comment", "field": "text", "message": message}
+        db.rollback()
+        error = form_error(exc, _language(request, user), "comment")
         return _render_detail(request, db, user, hazard_id, status_code=422, error=error)
     return RedirectResponse(f"/hazards/{hazard_id}#timeline", status_code=303)
 
@@ -679,13 +763,23 @@ def report_page(request: Request, user: MaybeUser, db: Db, area: str | None = No
 
 
 def _check_photo(content: bytes, max_bytes: int) -> None:
-    """The checks add_attachment makes, run before the hazard is created."""
+    """The checks add_attachment makes, run before the hazard is created, each refusal with the
+    catalogue entry that tells the reporter what to do about it."""
     if len(content) > max_bytes:
-        raise InvalidInput("photo", "the photo is larger than the upload limit")
-    kind = attachments.sniff(content)
+        limit = f"{max_bytes / 2**20:g} MiB" if max_bytes >= 2**20 else f"{max_bytes / 2**10:g} KiB"
+        raise FormInvalid("photo", "photo_too_large", f"the photo is larger than the {limit} upload limit", limit=limit)
+    try:
+        kind = attachments.sniff(content)
+    except InvalidInput as exc:
+        raise FormInvalid("photo", "photo_not_image", exc.message) from exc
     if kind.pillow_format is None:
-        raise InvalidInput("photo", "this is not a photo; attach a JPEG, PNG or WebP picture")
-    attachments.inspect_image(content, kind)
+        raise FormInvalid("photo", "photo_not_image", "this is not a photo; attach a JPEG, PNG or WebP picture")
+    try:
+        attachments.inspect_image(content, kind)
+    except InvalidInput as exc:
+        # HEIC/AVIF fail mostly because this server cannot decode them; the camera setting is the fix
+        key = "photo_heic" if kind in (attachments.HEIC, attachments.AVIF) else "photo_unreadable"
+        raise FormInvalid("photo", key, exc.message) from exc
 
 
 def _report(request: Request, db: Session, user: User, form: FormData) -> Response:
@@ -694,10 +788,11 @@ def _report(request: Request, db: Session, user: User, form: FormData) -> Respon
     accepted = form.get("accept_ai") == "on"
     category = str(form.get("ai_category") or "") if accepted else ""
     level = str(form.get("ai_level") or "") if accepted else ""
+    lang = _language(request, user)
     try:
         area_id = _int_field(form, "area_id")
         if area_id is None:
-            raise InvalidInput("area_id", "choose the area")
+            raise FormInvalid("area_id", "area_required", "choose the area")
         data = HazardCreate(
             area_id=area_id,
             description=description,
@@ -705,12 +800,8 @@ def _report(request: Request, db: Session, user: User, form: FormData) -> Respon
             category=category if category in categories() else None,
             level=level if level in policy().levels else None,
         )
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field_name = str(error["loc"][0]) if error.get("loc") else "description"
-        return _report_form(request, db, user, 422, values=values, error={"field": field_name, "message": error["msg"]})
-    except InvalidInput as exc:
-        return _report_form(request, db, user, 422, values=values, error={"field": exc.field, "message": exc.message})
+    except (InvalidInput, ValidationError) as exc:
+        return _report_form(request, db, user, 422, values=values, error=form_error(exc, lang))
     photo = form.get("photo")
     content = b""
     settings = request.app.state.settings
@@ -719,7 +810,7 @@ def _report(request: Request, db: Session, user: User, form: FormData) -> Respon
         try:  # refuse a bad photo before the hazard exists, so a retry does not report it twice
             _check_photo(content, settings.max_upload_bytes)
         except InvalidInput as exc:
-            return _report_form(request, db, user, 422, values=values, error={"field": "photo", "message": exc.message})
+            return _report_form(request, db, user, 422, values=values, error=form_error(exc, lang))
     try:
         ai = intelligence.suggest_for(description, data_dir=settings.data_dir).as_ai_fields()
     except ValueError:
@@ -728,9 +819,7 @@ def _report(request: Request, db: Session, user: User, form: FormData) -> Respon
         hazard = service.create(db, actor=user, data=data, ai=ai)
     except (InvalidInput, NotFound, OutOfScope, PermissionDenied) as exc:
         db.rollback()
-        message = exc.message if isinstance(exc, InvalidInput) else str(exc)
-        field_name = exc.field if isinstance(exc, InvalidInput) else "area_id"
-        return _report_form(request, db, user, 422, values=values, error={"field": field_name, "message": message})
+        return _report_form(request, db, user, 422, values=values, error=form_error(exc, lang))
     if content:
         attachments.add_attachment(
             db,

@@ -13,6 +13,8 @@ from fastapi.templating import Jinja2Templates
 from hazardloop.auth import authz
 from hazardloop.auth import service as auth_service
 from hazardloop.auth.models import User
+from hazardloop.hazards import workflow
+from hazardloop.hazards.models import HazardState
 from hazardloop.plant import service as plant
 from hazardloop.plant.reference import sensor_kinds
 from hazardloop.web.deps import LANG_COOKIE, SESSION_COOKIE, Db, optional_user, set_session_cookie
@@ -26,6 +28,17 @@ MaybeUser = Annotated[User | None, Depends(optional_user)]
 # "Admin" only to users who may open at least one of them.
 ADMIN_SECTIONS: tuple[tuple[str, str], ...] = (("plant", "plant.write"), ("sensors", "sensor.write"),
                                                ("users", "user.read"), ("channels", "notify.read"))
+
+
+def task_roles() -> set[str]:
+    """Roles that can hold a hazard's rectification: those workflow.toml lets start it
+    (ASSIGNED → RECTIFYING), which the assign form offers and "My tasks" is shown to."""
+    return {
+        role.value
+        for rule in workflow.rules()
+        if rule.source is HazardState.ASSIGNED and rule.target is HazardState.RECTIFYING
+        for role in rule.roles
+    }
 
 
 def admin_sections(user: User | None) -> list[str]:
@@ -49,7 +62,13 @@ def render(request: Request, name: str, user: User | None, status_code: int = 20
     def t(key: str, **values: object) -> str:
         return translate(key, language, **values)
 
-    shared = {"user": user, "lang": language, "t": t, "admin_nav": bool(admin_sections(user))}
+    shared = {
+        "user": user,
+        "lang": language,
+        "t": t,
+        "admin_nav": bool(admin_sections(user)),
+        "tasks_nav": user is not None and user.role in task_roles(),
+    }
     return templates.TemplateResponse(request, name, {**shared, **context}, status_code=status_code)
 
 

@@ -38,6 +38,8 @@
         valueFormatter: (v) => (v == null ? "—" : Number(v).toPrecision(4) + unit),
         axisPointer: { label: { formatter: (p) => PLANT_STAMP.format(p.value) } },
       },
+      // the legend names the line; the limits are labelled on their own lines, the alarm period on its area
+      legend: { data: [L["alarm.chart.value"] || data.tag], top: 40, right: 24 },
       grid: { left: 56, right: 24, top: 64, bottom: 56 },
       xAxis: { type: "time", min: data.start, max: data.end, axisLabel: { formatter: (v) => PLANT_CLOCK.format(v) } },
       yAxis: { type: "value", scale: true, name: data.unit || "" },
