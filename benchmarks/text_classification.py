@@ -57,6 +57,12 @@ class Task:
     baseline: str  # README TF-IDF + LinearSVC, 5-fold CV on the same training file
     goal: float | None  # None: reported only
     notes: str = ""
+    #: Further goals that must also hold, as (metric, threshold): anchors.md asks OIICS for both
+    #: accuracy and macro-F1, and a table that checked only one would call a half-met goal met.
+    also: tuple[tuple[str, float], ...] = ()
+
+    def goals(self) -> tuple[tuple[str, float], ...]:
+        return (() if self.goal is None else ((self.metric, self.goal),)) + self.also
 
 
 TASKS = (
@@ -94,6 +100,7 @@ TASKS = (
         "acc 0.92, macro-F1 0.76",
         0.93,
         "title leaks the label",
+        (("macro_f1", 0.85),),
     ),
     Task(
         "oiics_narr",
@@ -105,6 +112,7 @@ TASKS = (
         "SVM acc 0.91 (Qiao 2022)",
         "—",
         0.93,
+        also=(("macro_f1", 0.85),),
     ),
     Task(
         "zh",
@@ -151,8 +159,9 @@ class Outcome:
             )
         )
 
-    def score(self) -> float:
-        return self.macro_f1 if self.task.metric == "macro_f1" else self.accuracy
+    def score(self, metric: str | None = None) -> float:
+        """The pooled score in ``metric`` (default: the task's goal metric)."""
+        return self.macro_f1 if (metric or self.task.metric) == "macro_f1" else self.accuracy
 
 
 def hazardloop_command() -> list[str]:
@@ -203,9 +212,15 @@ def evaluate(task: Task, jobs: int, tmp: Path) -> Outcome:
 
 
 def verdict(o: Outcome) -> str:
-    if o.task.goal is None:
+    if not o.task.goals():
         return "—"
-    return "met" if o.score() >= o.task.goal else "missed"
+    return "met" if all(o.score(m) >= g for m, g in o.task.goals()) else "missed"
+
+
+def goal_text(task: Task, *, short: bool = False) -> str:
+    """The goals of ``task`` joined with "and" ("accuracy ≥ 0.93 and macro-f1 ≥ 0.85")."""
+    names = {"macro_f1": "macro-F1" if short else "macro-f1", "accuracy": "acc" if short else "accuracy"}
+    return " and ".join(f"{names[m]} ≥ {g}" for m, g in task.goals()) or "—"
 
 
 def rich_table(outcomes: list[Outcome]) -> Table:
@@ -213,7 +228,7 @@ def rich_table(outcomes: list[Outcome]) -> Table:
     for col in ("task", "published anchor", "TF-IDF baseline", "ours macro-F1", "ours acc", "ECE", "goal", "", "s"):
         table.add_column(col)
     for o in outcomes:
-        goal = "—" if o.task.goal is None else f"{'macro-F1' if o.task.metric == 'macro_f1' else 'acc'} ≥ {o.task.goal}"
+        goal = goal_text(o.task, short=True)
         v = verdict(o)
         table.add_row(
             o.task.title,
@@ -257,7 +272,7 @@ def markdown(outcomes: list[Outcome], total_s: float, argv: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
-        goal = "—" if o.task.goal is None else f"{o.task.metric.replace('_', '-')} ≥ {o.task.goal}"
+        goal = goal_text(o.task)
         folds = " ".join(f"{s:.3f}" for s in o.fold_scores)
         lines.append(
             f"| {o.task.title}{' (' + o.task.notes + ')' if o.task.notes else ''} | {o.task.anchor} | "
@@ -285,11 +300,9 @@ def plot(outcomes: list[Outcome], path: Path) -> None:
     ax.bar(x - 0.2, [o.macro_f1 for o in outcomes], 0.4, label="macro-F1 (ours)")
     ax.bar(x + 0.2, [o.accuracy for o in outcomes], 0.4, label="accuracy (ours)")
     for i, o in enumerate(outcomes):
-        if o.task.goal is not None:
-            dx = -0.2 if o.task.metric == "macro_f1" else 0.2
-            ax.plot(
-                [i + dx - 0.2, i + dx + 0.2], [o.task.goal] * 2, color="black", lw=2, label="goal" if i == 0 else None
-            )
+        for metric, goal in o.task.goals():
+            dx = -0.2 if metric == "macro_f1" else 0.2
+            ax.plot([i + dx - 0.2, i + dx + 0.2], [goal] * 2, color="black", lw=2, label="goal" if i == 0 else None)
     ax.set_xticks(x, [o.task.title.replace(", ", ",\n") for o in outcomes], fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_title("hazardloop text train/predict, 5-fold CV (defaults)")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 
 import orjson
@@ -203,3 +204,70 @@ def test_survives_a_broker_restart(tmp_path, prefix, sink) -> None:
     assert sink.readings == [("GT-9", T0, 9.0)]
     assert clock.sleeps[:2] == [0.5, 1.0]  # reconnect attempts while it was down, without jitter
     assert connector.status.reconnects >= 2
+
+
+class BlockingSink(ListSink):
+    """A store whose first write hangs until released: a commit that takes its time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.writing = threading.Event()
+
+    def write(self, tags, ts, values, units=None) -> None:  # noqa: ANN001 - the ReadingSink protocol
+        self.writing.set()
+        assert self.release.wait(10), "never released"
+        super().write(tags, ts, values, units)
+
+
+def test_nothing_is_acknowledged_before_its_commit_and_the_broker_keeps_to_our_window(
+    broker, publisher, prefix
+) -> None:
+    """While one batch commits the connector goes on receiving, but only up to the window it asked for
+    (MQTT v5 Receive Maximum, here 30: more than Mosquitto's default of 20 for clients that name none);
+    the broker holds the rest because nothing was acknowledged yet."""
+    sink = BlockingSink()
+
+    async def scenario() -> MqttConnector:
+        async with running(make(sink, broker, prefix, receive_maximum=30)) as connector:
+            for i in range(45):
+                publisher.send(f"{prefix}/s1/T-{i}", {"ts": T0 + i, "v": float(i)})
+            await wait_until(lambda: connector.status.messages == 30)
+            assert sink.writing.is_set()  # the first batch is in the store: receiving went on meanwhile
+            await asyncio.sleep(0.5)
+            assert connector.status.messages == 30, "the broker sent past the window: something was acked early"
+            assert sink.count == 0
+            sink.release.set()
+            await wait_until(lambda: sink.count == 45)
+            return connector
+
+    try:
+        connector = asyncio.run(scenario())
+    finally:
+        sink.release.set()
+    assert sorted(sink.readings) == sorted((f"T-{i}", T0 + i, float(i)) for i in range(45))
+    assert connector.status.readings == 45 and connector.status.write_failures == 0
+
+
+def test_a_window_smaller_than_max_unacked_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_unacked"):
+        MqttConnector(ListSink(), receive_maximum=10, max_unacked=20)
+
+
+def test_a_store_that_keeps_refusing_is_retried_every_max_age_not_hammered(broker, publisher, prefix, sink) -> None:
+    sink.fail_next = 1000
+
+    async def scenario() -> MqttConnector:
+        connector = MqttConnector(sink, host=broker.host, port=broker.port, topic=prefix + "/{site}/{tag}",
+                                  group=f"g{random.randrange(10**9)}", max_age_s=0.1)
+        async with running(connector):
+            publisher.send(f"{prefix}/s1/GT-101", {"ts": T0, "v": 1.0})
+            await wait_until(lambda: connector.status.write_failures >= 1)
+            await asyncio.sleep(0.55)
+            sink.fail_next = 0
+            await wait_until(lambda: sink.count == 1)
+        return connector
+
+    connector = asyncio.run(scenario())
+    assert 3 <= connector.status.write_failures <= 9  # ~one attempt per 0.1 s over 0.55 s
+    assert sink.readings == [("GT-101", T0, 1.0)]

@@ -98,3 +98,14 @@ def test_an_unknown_sink_kind_is_refused_naming_the_key(tmp_path) -> None:  # no
     path.write_text('[sink]\nkind = "duckdb"\n\n[[mqtt]]\nname = "w1"\n')
     with pytest.raises(config.ConnectorConfigError, match="sink.kind"):
         config.load(path)
+
+
+def test_a_max_unacked_beyond_the_receive_window_is_refused_naming_both(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "c.toml"
+    path.write_text('[[mqtt]]\nname = "m"\nreceive_maximum = 50\nmax_unacked = 80\n')
+    with pytest.raises(config.ConnectorConfigError, match="max_unacked") as info:
+        config.load(path)
+    assert "receive_maximum" in str(info.value)
+    path.write_text('[[mqtt]]\nname = "m"\nreceive_maximum = 50\n')
+    (connector,) = config.load(path).build(sink=object())  # type: ignore[arg-type]
+    assert connector.receive_maximum == 50 and connector.max_unacked == 25  # half the window by default

@@ -96,3 +96,43 @@ def test_a_store_failure_is_not_acknowledged_and_the_batch_is_retried(engine, wo
     sink.store = store  # the store is back
     assert batcher.flush() == ["mid-1"]
     assert store.count() == 2
+
+
+def test_a_batch_refused_by_a_writer_thread_goes_back_in_front_of_what_arrived_since(store) -> None:  # noqa: ANN001
+    """MQTT commits in a writer thread while the next messages arrive; a refused batch must keep its place."""
+    status = ConnectorStatus(name="mqtt", kind="mqtt")
+    batcher = Batcher(_BrokenStore(), status)
+    batcher.add(["GT-101"], _ts(1), np.array([1.0]))
+    batcher.add_token("mid-1")
+    taken = batcher.take()
+    batcher.add(["GT-201"], _ts(1, start=now_ms() - 30_000), np.array([2.0]), ["%LEL"])  # arrived during the commit
+    batcher.add_token("mid-2")
+    batcher.refused(taken, OSError("disk full"))
+    assert status.write_failures == 1 and "disk full" in status.last_error
+    again = batcher.take()
+    assert again.tags == ["GT-101", "GT-201"] and again.values.tolist() == [1.0, 2.0]
+    assert again.units == [None, "%LEL"] and again.tokens == ["mid-1", "mid-2"]
+    assert batcher.take() is None
+
+
+def test_tags_are_matched_as_over_http_blanks_missing_and_spaces_stripped(sink: StoreSink, store) -> None:
+    sink.write([" GT-101 ", "", "GT-201", "gt-101"], _ts(4), np.array([1.0, 2.0, 3.0, 4.0]))
+    assert store.count() == 2  # " GT-101 " and "GT-201"; tags are case-sensitive
+    reasons = " | ".join(sink.status.recent_malformed)
+    assert "missing" in reasons and "gt-101" in reasons and "unknown sensor" in reasons
+
+
+def test_a_capped_take_splits_between_messages_and_keeps_each_token_with_its_readings(store) -> None:  # noqa: ANN001
+    status = ConnectorStatus(name="mqtt", kind="mqtt")
+    batcher = Batcher(store, status)
+    batcher.add_token("bad-0")  # a malformed message: a token without readings
+    for k in range(4):  # four messages of three readings each
+        batcher.add([f"T-{k}"] * 3, _ts(3), np.full(3, float(k)), ["%"] * 3 if k == 1 else None)
+        batcher.add_token(f"mid-{k}")
+    first = batcher.take(limit=4)
+    assert first.tags == ["T-0"] * 3 + ["T-1"] * 3 and first.tokens == ["bad-0", "mid-0", "mid-1"]
+    assert first.units == [None] * 3 + ["%"] * 3
+    rest = batcher.take(limit=100)
+    assert rest.tags == ["T-2"] * 3 + ["T-3"] * 3 and rest.tokens == ["mid-2", "mid-3"]
+    assert rest.values.tolist() == [2.0] * 3 + [3.0] * 3 and rest.units == [None] * 6
+    assert batcher.take() is None

@@ -14,6 +14,7 @@ withholds the broker acknowledgement (MQTT QoS 1) — see ARCHITECTURE.md §7 "n
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import random
 import threading
@@ -140,6 +141,20 @@ class ConnectorStatus:
         }
 
 
+@dataclass
+class PendingBatch:
+    """What a batcher held at one moment: aligned readings, and the tokens they release once stored."""
+
+    tags: list[str]
+    ts: np.ndarray  # int64 epoch ms
+    values: np.ndarray  # float64
+    units: list[str | None] | None
+    tokens: list[Any]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
 class Batcher:
     """Collects readings in numpy chunks and hands them to the sink in batches.
 
@@ -147,6 +162,10 @@ class Batcher:
     network thread, or the event loop for OPC UA and Modbus), which keeps the hot path lock-free.
     `tokens` ride along with the readings (MQTT message ids) and come back from `flush` only once
     the sink accepted the batch, so the caller acknowledges exactly what was stored.
+
+    `flush` writes in the calling thread. A connector that writes in another thread (MQTT overlaps
+    the commit of one batch with receiving the next) uses the three steps instead: `take` (in its
+    own thread), the sink write (anywhere), then `delivered` or `refused` (back in its own thread).
     """
 
     def __init__(
@@ -170,6 +189,7 @@ class Batcher:
         self._values: list[np.ndarray] = []
         self._units: list[str | None] | None = None
         self._tokens: list[Any] = []
+        self._token_chunks: list[int] = []  # per token: how many chunks had been added before it
         self._count = 0
         self._first_at: float | None = None
 
@@ -202,11 +222,12 @@ class Batcher:
         self._values.append(values)
         self._count += n
 
-    def add_token(self, token: Any) -> None:
+    def add_token(self, token: Any) -> None:  # noqa: ANN401 - opaque to the batcher
         """Something to hand back once everything added so far is stored (an MQTT mid)."""
         if self._first_at is None:
             self._first_at = self.clock.monotonic()
         self._tokens.append(token)
+        self._token_chunks.append(len(self._values))
 
     def due(self) -> bool:
         if self._count >= self.max_readings:
@@ -219,39 +240,94 @@ class Batcher:
         On refusal the readings stay pending (oldest dropped beyond `max_pending`, counted in the
         status) so the next flush retries them.
         """
-        if self._count == 0:
-            tokens, self._tokens, self._first_at = self._tokens, [], None
-            return tokens
-        tags = self._tags
-        ts = np.concatenate(self._ts) if len(self._ts) > 1 else self._ts[0]
-        values = np.concatenate(self._values) if len(self._values) > 1 else self._values[0]
-        self._ts, self._values = [ts], [values]
+        batch = self.take()
+        if batch is None:
+            return []
+        if not len(batch):
+            return batch.tokens
         try:
-            self.sink.write(tags, ts.astype(np.int64, copy=False), values.astype(np.float64, copy=False), self._units)
+            self.sink.write(batch.tags, batch.ts, batch.values, batch.units)
         except Exception as exc:  # any sink failure means "not stored": keep and retry
-            self.status.write_failures += 1
-            self.status.last_error = f"sink: {type(exc).__name__}: {exc}"
-            self._trim()
-            self._first_at = self.clock.monotonic()
+            self.refused(batch, exc)
             return None
-        now = self.clock.time()
-        self.status.readings += len(tags)
-        self.status.last_message_at = now
-        self.status.last_seen.update(dict.fromkeys(tags, now))
-        tokens = self._tokens
+        self.delivered(batch)
+        return batch.tokens
+
+    def take(self, limit: int | None = None) -> PendingBatch | None:
+        """What is pending, as one batch; None if there was nothing.
+
+        Everything, or with `limit` the oldest chunks holding at least `limit` readings (whole chunks:
+        a message is never split) with the tokens added up to the last of them; the rest stays.
+        """
+        if self._count == 0 and not self._tokens:
+            self._first_at = None
+            return None
+        if limit is not None and self._count > limit:
+            return self._take_part(limit)
+        if self._count:
+            ts = np.concatenate(self._ts) if len(self._ts) > 1 else self._ts[0]
+            values = np.concatenate(self._values) if len(self._values) > 1 else self._values[0]
+        else:
+            ts, values = np.empty(0, np.int64), np.empty(0, np.float64)
+        ts, values = ts.astype(np.int64, copy=False), values.astype(np.float64, copy=False)
+        batch = PendingBatch(self._tags, ts, values, self._units, self._tokens)
         self._tags, self._ts, self._values, self._units, self._tokens = [], [], [], None, []
-        self._count, self._first_at = 0, None
-        return tokens
+        self._token_chunks, self._count, self._first_at = [], 0, None
+        return batch
+
+    def _take_part(self, limit: int) -> PendingBatch:
+        ends = np.cumsum([len(v) for v in self._values])
+        chunks = int(np.searchsorted(ends, limit)) + 1  # the first `chunks` chunks hold >= limit readings
+        n = int(ends[chunks - 1])
+        tokens = bisect.bisect_right(self._token_chunks, chunks)
+        units = None if self._units is None else self._units[:n]
+        ts = np.concatenate(self._ts[:chunks]).astype(np.int64, copy=False)
+        values = np.concatenate(self._values[:chunks]).astype(np.float64, copy=False)
+        batch = PendingBatch(self._tags[:n], ts, values, units, self._tokens[:tokens])
+        self._tags, self._ts, self._values = self._tags[n:], self._ts[chunks:], self._values[chunks:]
+        self._units = None if self._units is None else self._units[n:]
+        self._tokens = self._tokens[tokens:]
+        self._token_chunks = [k - chunks for k in self._token_chunks[tokens:]]
+        self._count -= n  # the rest keeps the age of the oldest reading taken: it goes next
+        return batch
+
+    def delivered(self, batch: PendingBatch) -> None:
+        """The sink stored `batch`: count it and note when each of its tags was last heard."""
+        now = self.clock.time()
+        self.status.readings += len(batch)
+        self.status.last_message_at = now
+        self.status.last_seen.update(dict.fromkeys(batch.tags, now))
+
+    def refused(self, batch: PendingBatch, exc: BaseException) -> None:
+        """The sink refused `batch`: put it back in front of what came since, to be retried."""
+        self.status.write_failures += 1
+        self.status.last_error = f"sink: {type(exc).__name__}: {exc}"
+        if batch.units is None and self._units is None:
+            units = None
+        else:
+            units = (batch.units or [None] * len(batch)) + (self._units or [None] * self._count)
+        self._tags = batch.tags + self._tags
+        self._ts = [batch.ts, *self._ts]
+        self._values = [batch.values, *self._values]
+        self._units = units
+        self._tokens = batch.tokens + self._tokens
+        self._token_chunks = [1] * len(batch.tokens) + [k + 1 for k in self._token_chunks]  # one chunk in front
+        self._count += len(batch)
+        self._trim()
+        self._first_at = self.clock.monotonic()
 
     def _trim(self) -> None:
         excess = self._count - self.max_pending
         if excess <= 0:
             return
+        ts = np.concatenate(self._ts)
+        values = np.concatenate(self._values)
         self._tags = self._tags[excess:]
-        self._ts = [self._ts[0][excess:]]
-        self._values = [self._values[0][excess:]]
+        self._ts = [ts[excess:]]
+        self._values = [values[excess:]]
         if self._units is not None:
             self._units = self._units[excess:]
+        self._token_chunks = [min(k, 1) for k in self._token_chunks]  # one chunk left
         self._count -= excess
         self.status.dropped += excess
 

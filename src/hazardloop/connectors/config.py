@@ -43,7 +43,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hazardloop.connectors.base import Backoff, ReadingSink
 from hazardloop.connectors.modbus import DataType, ModbusConnector, RegisterPoint
@@ -86,7 +86,8 @@ class MqttConfig(_Source):
     username: str | None = None
     password: str | None = None
     keepalive_s: int = Field(default=30, ge=5)
-    max_unacked: int = Field(default=20, ge=1)
+    receive_maximum: int = Field(default=200, ge=1, le=65535)  # MQTT v5 window: unacked messages the broker may send
+    max_unacked: int | None = Field(default=None, ge=1)  # hand a batch to the store at this many; None: half the window
     client_id: str | None = None  # fixed id: needed with session_expiry_s, so a restarted worker resumes
     session_expiry_s: int = Field(default=0, ge=0)  # >0: the broker keeps unacknowledged messages for us
 
@@ -95,6 +96,15 @@ class MqttConfig(_Source):
     def _valid_template(cls, value: str) -> str:
         TopicTemplate(value)
         return value
+
+    @model_validator(mode="after")
+    def _within_window(self) -> MqttConfig:
+        if self.max_unacked is not None and self.max_unacked > self.receive_maximum:
+            raise ValueError(
+                f"max_unacked ({self.max_unacked}) must not exceed receive_maximum ({self.receive_maximum}): "
+                "the broker sends no more unacknowledged messages than that"
+            )
+        return self
 
     def build(self, sink: ReadingSink) -> MqttConnector:
         return MqttConnector(
@@ -109,6 +119,7 @@ class MqttConfig(_Source):
             password=self.password,
             keepalive_s=self.keepalive_s,
             max_unacked=self.max_unacked,
+            receive_maximum=self.receive_maximum,
             client_id=self.client_id,
             session_expiry_s=self.session_expiry_s,
             max_readings=self.max_readings,

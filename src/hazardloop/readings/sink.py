@@ -57,9 +57,12 @@ class StoreSink:
         self.inserted = 0
         self.duplicates = 0
         self.rejected = 0  # readings refused by the checks or conflicting with a stored value
+        # How many batches a connector may hand over at once (MQTT overlaps commits when it is > 1).
+        self.concurrent_writes = int(getattr(store, "concurrent_writes", 1))
         self._register: Register | None = None
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
+        self._counts = threading.Lock()  # writes may come from several threads at once
 
     # ------------------------------------------------------------ the tag register
 
@@ -104,11 +107,12 @@ class StoreSink:
             if fresh is not register:
                 checked = check(batch, fresh)
         result = self.store.insert(checked.sensor_id, checked.ts, checked.value)  # raises: not acknowledged
-        self.inserted += result.inserted
-        self.status.readings += result.inserted
-        self.status.last_message_at = time.time()
-        self.duplicates += len(result.duplicates)
-        self._note_rejections(batch, checked, result)
+        with self._counts:
+            self.inserted += result.inserted
+            self.status.readings += result.inserted
+            self.status.last_message_at = time.time()
+            self.duplicates += len(result.duplicates)
+            self._note_rejections(batch, checked, result)
 
     def _note_rejections(self, batch: RawBatch, checked: Checked, result: Any) -> None:  # noqa: ANN401
         """Count every rejected reading once; one status line per reason, naming a few of its tags."""

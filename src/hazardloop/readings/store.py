@@ -96,16 +96,23 @@ class InsertPlan:
     """A batch made ready for an idempotent insert: one row per key, and what the repeats inside it were.
 
     Shared by the DuckDB and PostgreSQL stores so both answer duplicates and conflicts the same way.
+    The rows are plain numpy columns (no DataFrame): DuckDB scans a dict of numpy arrays in place and
+    the PostgreSQL store packs them into a binary COPY, so neither pays for building a frame per batch.
     """
 
-    frame: pd.DataFrame  # i (index into the batch), sensor_id, ts, value, quality: first row of each key
+    columns: dict[str, np.ndarray]  # i (index into the batch), sensor_id, ts, value, quality: first row of each key
     value: np.ndarray  # float64, the whole batch as given
     dup_in_batch: np.ndarray  # (k, 2) (first, repeat) pairs with the same value
     con_in_batch: np.ndarray  # (k, 2) (first, repeat) pairs with another value
 
+    def __len__(self) -> int:
+        return len(self.columns["i"])
+
     def result(self, inserted: int, stored: tuple[np.ndarray, np.ndarray] | None) -> InsertResult:
         """The InsertResult, given the count inserted and (batch row, stored value) of the skipped rows."""
         val = self.value
+        if stored is None and not len(self.dup_in_batch) and not len(self.con_in_batch):  # the live path
+            return InsertResult(inserted=inserted)
         dup_idx = [self.dup_in_batch[:, 1]]
         con_idx, con_val = [self.con_in_batch[:, 1]], [val[self.con_in_batch[:, 0]]]
         if stored is not None:
@@ -137,15 +144,15 @@ def plan_insert(
     if len(sid) == 0:
         return None
     first, repeat_of = _first_of_each_key(sid, tss)
+    kept = val
     if len(repeat_of):
         same = _same(val[repeat_of[:, 1]], val[repeat_of[:, 0]])
         dup_in_batch, con_in_batch = repeat_of[same], repeat_of[~same]
-    else:
+        sid, tss, kept, qual = sid[first], tss[first], val[first], qual[first]
+    else:  # every key once (the live path): the arrays as given, no copies
         dup_in_batch = con_in_batch = repeat_of
-    frame = pd.DataFrame(
-        {"i": first, "sensor_id": sid[first], "ts": tss[first], "value": val[first], "quality": qual[first]}
-    )
-    return InsertPlan(frame, val, dup_in_batch, con_in_batch)
+    columns = {"i": first.astype(np.int32), "sensor_id": sid, "ts": tss, "value": kept, "quality": qual}
+    return InsertPlan(columns, val, dup_in_batch, con_in_batch)
 
 
 class Listeners:
@@ -174,6 +181,8 @@ class Listeners:
 
 class ReadingStore(Listeners):
     """Sensor readings in one DuckDB file. Times in and out are epoch milliseconds (UTC)."""
+
+    concurrent_writes = 1  # writes are serialised by the write lock (see Threads above): a second writer only waits
 
     def __init__(self, path: Path | str, *, read_only: bool = False):
         self.path = Path(path)
@@ -235,44 +244,72 @@ class ReadingStore(Listeners):
         plan = plan_insert(sensor_id, ts, value, quality)
         if plan is None:
             return InsertResult(inserted=0)
-        batch = plan.frame
+        columns = plan.columns
         cursor = self._cursor()
+        stored = None
         with self._write_lock:
-            cursor.register("_batch", batch)
+            cursor.register("_batch", columns)  # a dict of numpy arrays: scanned in place, no frame built
             try:
-                cursor.execute("BEGIN")
-                try:
-                    done = cursor.execute(
-                        "INSERT INTO readings SELECT sensor_id, ts, value, quality, ? FROM _batch "
-                        "ON CONFLICT DO NOTHING RETURNING sensor_id, ts, value",
-                        [now_ms()],
-                    ).fetchnumpy()
-                    inserted = len(done["ts"])
-                    stored = self._stored_for_skipped(cursor, batch, done) if inserted < len(batch) else None
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    cursor.execute("ROLLBACK")
-                    raise
+                inserted = len(plan)
+                if not self._insert_new(cursor, inserted):  # a re-send: redo it, asking which rows were skipped
+                    inserted, stored = self._insert_reporting(cursor, columns)
             finally:
                 cursor.unregister("_batch")
         if inserted and self._listeners:
-            self._announce(
-                done["sensor_id"].astype(np.int32), done["ts"].astype(np.int64), done["value"].astype(np.float64)
-            )
-
+            # Boolean indexing copies: listeners may queue the rows while the caller reuses its arrays.
+            fresh = np.ones(len(plan), dtype=bool) if stored is None else ~np.isin(columns["i"], stored[0])
+            self._announce(columns["sensor_id"][fresh], columns["ts"][fresh], columns["value"][fresh])
         return plan.result(inserted, stored)
 
     @staticmethod
-    def _stored_for_skipped(
-        cursor: duckdb.DuckDBPyConnection, batch: pd.DataFrame, done: dict[str, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Batch rows the insert skipped, with the value already stored under their key.
+    def _insert_new(cursor: duckdb.DuckDBPyConnection, n: int) -> bool:
+        """The live path: one transaction that inserts the `n` rows of ``_batch``; True once committed.
 
-        Only runs when something was skipped (a re-send), so the live path pays nothing for it.
+        When every row is new (a live batch: new times) that is all it takes. When some key was already
+        stored the transaction is rolled back instead (False), so `_insert_reporting` can redo it and say
+        which rows were skipped; asking for that on every batch (``RETURNING``) slows the live path down.
         """
+        cursor.execute("BEGIN")
+        try:
+            inserted = int(
+                cursor.execute(
+                    "INSERT INTO readings SELECT sensor_id, ts, value, quality, ? FROM _batch ON CONFLICT DO NOTHING",
+                    [now_ms()],
+                ).fetchone()[0]
+            )
+            cursor.execute("COMMIT" if inserted == n else "ROLLBACK")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        return inserted == n
+
+    def _insert_reporting(
+        self, cursor: duckdb.DuckDBPyConnection, columns: dict[str, np.ndarray]
+    ) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
+        """The re-send path: insert the new rows of ``_batch`` and return (batch row, stored value) of the rest."""
+        cursor.execute("BEGIN")
+        try:
+            done = cursor.execute(
+                "INSERT INTO readings SELECT sensor_id, ts, value, quality, ? FROM _batch "
+                "ON CONFLICT DO NOTHING RETURNING sensor_id, ts",
+                [now_ms()],
+            ).fetchnumpy()
+            stored = self._stored_for_skipped(cursor, columns, done)
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        return len(done["ts"]), stored
+
+    @staticmethod
+    def _stored_for_skipped(
+        cursor: duckdb.DuckDBPyConnection, columns: dict[str, np.ndarray], done: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Batch rows the insert skipped, with the value already stored under their key."""
         inserted_keys = pd.MultiIndex.from_arrays([done["sensor_id"], done["ts"]])
-        keys = pd.MultiIndex.from_arrays([batch["sensor_id"].to_numpy(), batch["ts"].to_numpy()])
-        skipped = batch[~keys.isin(inserted_keys)]
+        keys = pd.MultiIndex.from_arrays([columns["sensor_id"], columns["ts"]])
+        skip = ~keys.isin(inserted_keys)
+        skipped = {name: column[skip] for name, column in columns.items()}
         cursor.register("_skipped", skipped)
         try:
             found = cursor.execute(
