@@ -80,17 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stream only write readings. With a PostgreSQL reading store the store also follows what other
         processes (``hazardloop connectors run`` workers) insert, and with PostgreSQL anywhere only the
         process holding the feed's advisory lock runs detection (alarms/feed.py), and only the process
-        holding the lock of the MQTT client id runs the in-server MQTT client (``ingest_while_leading``).
+        holding the lock of the MQTT client id runs the in-server MQTT client (web/server_mqtt.py).
         """
-        import asyncio
-        import contextlib
-        import logging
-
         from hazardloop.alarms.feed import LiveFeed
         from hazardloop.readings.pgstore import PgReadingStore
         from hazardloop.readings.views import store_for
 
-        log = logging.getLogger("hazardloop.web")
         sessions = application.state.session_factory
         store = store_for(application.state)
         lock_url = None  # one detector per database (feed.py): lock where the detector's state lives
@@ -111,73 +106,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sender = Sender(sessions).start()
             feed.on_alarm(lambda report: sender.wake() if report.raised else None)
             add_recalibration_job(scheduler, sessions, then=feed.reload_calibration)
-        mqtt_stop = asyncio.Event()
-        mqtt_task = None
+        server_mqtt = None
         if settings.mqtt_url:
-            import hashlib
-            import socket
-            import urllib.parse
+            from hazardloop.web.server_mqtt import ServerMqtt
 
-            from hazardloop.alarms.feed import Leadership
-            from hazardloop.connectors.mqtt import MqttConnector
-            from hazardloop.readings.sink import StoreSink
-
-            broker = urllib.parse.urlsplit(settings.mqtt_url)
-            # A stable id + session expiry: after a crash the broker resumes the session and redelivers
-            # what was in flight (the store de-duplicates), instead of dropping it with a random id.
-            place = hashlib.sha256(f"{settings.data_dir.resolve()}:{settings.port}".encode()).hexdigest()[:8]
-            client_id = settings.mqtt_client_id or f"hazardloop-server-{socket.gethostname()}-{place}"
-
-            def connector() -> MqttConnector:
-                return MqttConnector(StoreSink(sessions, store), name="server-mqtt",
-                                     host=broker.hostname or "127.0.0.1", port=broker.port or 1883,
-                                     topic=settings.mqtt_topic, group=settings.mqtt_group or None,
-                                     username=broker.username,
-                                     password=broker.password, client_id=client_id,
-                                     session_expiry_s=settings.mqtt_session_expiry_s)
-
-            async def ingest_while_leading(lock: Leadership | None) -> None:
-                """Run the MQTT client only while this process holds the lock named after its client id.
-
-                Several uvicorn workers of one server share the client id (it is derived from the data
-                dir and port), and a broker lets one connection hold an id: with each worker connecting,
-                they would take the session from each other in a loop. Why one holder rather than a
-                distinct id per worker with a shared subscription: the stable id is what makes the
-                broker keep the session (and its unacknowledged QoS 1 messages) across a crash, and
-                worker processes have no stable identity to derive per-worker ids from — a random one
-                would leave a dead worker's queued messages stranded in a session nobody resumes. A
-                standby that takes the lock over resumes that very session, so the handover loses
-                nothing. Ingest that must scale past one process runs as ``hazardloop connectors run``
-                workers, each with its own id in the shared-subscription group; a server on another host
-                has another id (host name in it), so it takes its own lock and shares the group too.
-                Without PostgreSQL there is one process, and no lock (``lock`` None).
-                """
-                mqtt, task, used = application.state.mqtt_connector, None, False
-                try:
-                    while not mqtt_stop.is_set():
-                        leading = lock is None or await asyncio.to_thread(lock.hold)
-                        if leading and task is None:
-                            if used:  # a stopped connector stays stopped: a new term gets a new one
-                                mqtt = application.state.mqtt_connector = connector()
-                            used = True
-                            task = asyncio.create_task(mqtt.run())  # reconnects with back-off on its own
-                        elif not leading and task is not None:
-                            log.warning("mqtt: lost the lock of client id %s; disconnecting", client_id)
-                            mqtt.stop()
-                            await asyncio.wait([task], timeout=10)
-                            task = None
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(mqtt_stop.wait(), None if lock is None else 2.0)
-                finally:
-                    if task is not None:
-                        mqtt.stop()
-                        await asyncio.wait([task], timeout=10)
-                    if lock is not None:
-                        await asyncio.to_thread(lock.release)
-
-            application.state.mqtt_connector = connector()
-            ingest_lock = Leadership(lock_url, client_id, scope="hazardloop-mqtt-client") if lock_url else None
-            mqtt_task = asyncio.create_task(ingest_while_leading(ingest_lock))
+            server_mqtt = ServerMqtt(settings, sessions, store, application.state, lock_url)
+            server_mqtt.start()
         demo = None
         if settings.demo_stream:
             from hazardloop.demo.live import DemoStream
@@ -189,9 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         if demo is not None:
             demo.stop()
-        if mqtt_task is not None:
-            mqtt_stop.set()
-            await asyncio.wait([mqtt_task], timeout=15)
+        if server_mqtt is not None:
+            await server_mqtt.stop()
         feed.stop()
         if sender is not None:
             sender.stop()
