@@ -4,8 +4,8 @@ in their place, slow sensors next to fast ones without false faults, and across 
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from alarm_clock import T0
 from sqlalchemy import select
 from world import World
 
+import waiting
 from hazardloop.alarms.feed import LiveFeed
 from hazardloop.alarms.models import Alarm, AlarmType
 from hazardloop.auth.roles import Role
@@ -31,15 +32,7 @@ def at(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
-def wait_for(check: Callable[[], object], timeout: float = 30.0) -> object:
-    """Poll until ``check`` gives something truthy (the feed works on its own thread); fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"nothing after {timeout} s")
+wait_for = partial(waiting.wait_for, timeout=30.0, interval=0.1)
 
 
 def alarms(db, tag: str | None = None, alarm_type: str | None = None) -> list[Alarm]:  # noqa: ANN001

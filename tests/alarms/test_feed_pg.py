@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import select
+
+import waiting
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "readings"))
 
@@ -54,13 +56,7 @@ time.sleep(120)
 """
 
 
-def wait_for(check: Callable[[], object], timeout: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"nothing after {timeout} s")
+wait_for = partial(waiting.wait_for, timeout=30.0, interval=0.1)
 
 
 def hh_alarms(db, tag: str) -> list[Alarm]:  # noqa: ANN001

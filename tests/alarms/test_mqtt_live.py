@@ -6,13 +6,16 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import select
+
+import waiting
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "connectors"))
 
@@ -47,14 +50,7 @@ def mqtt_settings(database_url: str, tmp_path: Path, broker: Broker) -> Settings
                     mqtt_topic=root + "/{site}/{tag}", mqtt_group=f"g{uuid.uuid4().hex[:8]}")
 
 
-def wait_for(check: Callable[[], object], timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    pytest.fail(f"nothing after {timeout} s")
+wait_for = partial(waiting.wait_for, timeout=60.0, interval=0.2)
 
 
 def hh_alarms(db, tag: str) -> list[Alarm]:  # noqa: ANN001

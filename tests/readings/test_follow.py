@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import psycopg
@@ -15,6 +16,7 @@ import pytest
 from psycopg import sql
 from readings_pg import PG_URL, pg_answers
 
+import waiting
 from hazardloop.readings.pgstore import PgReadingStore, libpq_url
 
 pytestmark = pytest.mark.db
@@ -38,13 +40,7 @@ def write_elsewhere(table: str, sensor: int, start: int, n: int) -> None:
                    timeout=60)
 
 
-def wait_for(check: Callable[[], object], timeout: float = 15.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)
-    pytest.fail(f"nothing after {timeout} s")
+wait_for = partial(waiting.wait_for, timeout=15.0, interval=0.05)
 
 
 @pytest.fixture
