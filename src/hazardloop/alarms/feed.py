@@ -90,7 +90,8 @@ def feed_user(db: Session) -> User:
 
 class Leadership:
     """A PostgreSQL session-level advisory lock that says which process runs a job under one name:
-    live detection (``scope`` "hazardloop-live-feed"), or the server's MQTT client (web/app.py).
+    live detection (``scope`` "hazardloop-live-feed"), the server's MQTT client (web/server_mqtt.py) or the
+    demo stream (demo/live.py).
 
     Session-level (not transaction-level) so it is held between ticks and released by PostgreSQL itself
     when the holder's connection ends, however the process died.

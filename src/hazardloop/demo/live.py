@@ -11,6 +11,11 @@ the store (alarms/feed.py), so the demo exercises exactly the path a real plant'
 rise and clear on the console as they would at a real plant, including the faults the simulator injects
 each day, and ``inject`` can force one now (a drill, or a test). It runs as the machine user that
 `hazardloop demo` creates; without it (a real plant) nothing runs.
+
+With PostgreSQL (``lock_url``) several server processes share one database, and each would stream the
+same plant: twice the writes, and an injected drill in one process lost against the plain rows the other
+wrote first for the same timestamps. So only the process holding the advisory lock "hazardloop-demo-stream"
+streams; the others stand by and the next one takes over, from its own "now", when the holder stops or dies.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hazardloop.alarms.feed import Leadership
 from hazardloop.auth.models import User
 from hazardloop.db import utcnow
 from hazardloop.demo.signals import simulate, stream
@@ -39,6 +45,8 @@ STREAM_USER = "demo-stream"
 STEP = dt.timedelta(seconds=1)  # the demo's gas detectors report every second (plant.toml sample_period_s)
 WAKE = dt.timedelta(seconds=2)
 FIT_HISTORY = dt.timedelta(hours=6)
+LOCK_SCOPE = "hazardloop-demo-stream"
+STANDBY_POLL_S = 2.0
 
 
 class DemoStream:
@@ -48,7 +56,7 @@ class DemoStream:
     def __init__(
         self, session_factory: sessionmaker[Session], store: Any, *, seed: int = 7,  # noqa: ANN401 - any reading store
         step: dt.timedelta = STEP, feed: Any = None, mqtt_url: str = "",  # noqa: ANN401 - alarms.feed.LiveFeed
-        mqtt_topic: str = "hazardloop/{site}/{tag}",
+        mqtt_topic: str = "hazardloop/{site}/{tag}", lock_url: str | None = None,
     ):
         self.session_factory, self.store, self.seed, self.step = session_factory, store, seed, step
         self.feed = feed
@@ -57,6 +65,7 @@ class DemoStream:
         self._thread: threading.Thread | None = None
         self._injected: dict[str, tuple[float, int]] = {}
         self._inject_lock = threading.Lock()
+        self.leadership = Leadership(lock_url, "demo", scope=LOCK_SCOPE) if lock_url else None
         self.rows_streamed = 0
 
     def start(self) -> bool:
@@ -80,11 +89,23 @@ class DemoStream:
         with self._inject_lock:
             self._injected[tag] = (float(value), int(rows))
 
+    @property
+    def leading(self) -> bool:
+        """Whether this process streams (always, without a lock)."""
+        return self.leadership is None or self.leadership.held
+
     def _run(self) -> None:
         try:
-            self._loop()
+            while not self._stop.is_set():
+                if self.leadership is None or self.leadership.hold():
+                    self._loop()  # returns when stopped or when the lock is lost
+                else:
+                    self._stop.wait(STANDBY_POLL_S)
         except Exception:  # the demo must never take the server down with it; say what broke
             log.exception("demo stream stopped")
+        finally:
+            if self.leadership is not None:
+                self.leadership.release()
 
     def _loop(self) -> None:
         spec = load_plant_spec()
@@ -98,6 +119,9 @@ class DemoStream:
         rows = stream(spec, start=start, step=self.step, seed=self.seed)
         pending = next(rows)
         while not self._stop.is_set():
+            if self.leadership is not None and not self.leadership.hold():
+                log.warning("demo stream: lost the lock; standing by")
+                return
             batch, pending = _due(rows, pending, utcnow())
             if batch:
                 self._handle(spec, ids, batch)

@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stream only write readings. With a PostgreSQL reading store the store also follows what other
         processes (``hazardloop connectors run`` workers) insert, and with PostgreSQL anywhere only the
         process holding the feed's advisory lock runs detection (alarms/feed.py), and only the process
-        holding the lock of the MQTT client id runs the in-server MQTT client (web/server_mqtt.py).
+        holding the lock of the MQTT client id runs the in-server MQTT client (web/server_mqtt.py), and only
+        the holder of the demo's lock streams the demo plant (demo/live.py).
         """
         from hazardloop.alarms.feed import LiveFeed
         from hazardloop.readings.pgstore import PgReadingStore
@@ -116,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.demo_stream:
             from hazardloop.demo.live import DemoStream
 
-            demo = DemoStream(sessions, store, feed=feed, mqtt_url=settings.mqtt_url, mqtt_topic=settings.mqtt_topic)
+            demo = DemoStream(sessions, store, feed=feed, mqtt_url=settings.mqtt_url, mqtt_topic=settings.mqtt_topic,
+                              lock_url=lock_url)
             if not demo.start():
                 demo = None
             application.state.demo_stream = demo
