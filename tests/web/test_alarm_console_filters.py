@@ -221,3 +221,47 @@ def test_a_plain_form_post_lands_back_on_the_same_filtered_console(client, alarm
     unfiltered = client.post(f"/alarms/{alarms.ids['fault_a']}/acknowledge", follow_redirects=False,
                              headers={"Referer": "http://testserver/hazards?state=CLOSED"})
     assert unfiltered.headers["location"] == f"/alarms#alarm-{alarms.ids['fault_a']}"
+
+
+def test_excel_export_is_the_same_filtered_list_with_real_times(client, alarms: Alarms) -> None:  # noqa: ANN001
+    import datetime as dt
+
+    from openpyxl import load_workbook
+
+    login(client, "admin")
+    page = client.get("/alarms?state=active&type=limit").text
+    assert 'href="/alarms/export.xlsx?state=active&amp;type=limit"' in page
+    response = client.get("/alarms/export.xlsx?type=limit&state=cleared")
+    assert response.status_code == 200 and "spreadsheetml" in response.headers["content-type"]
+    assert response.headers["content-disposition"].endswith('.xlsx"')
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    assert sheet.title == "报警台账" and sheet["A1"].value.startswith("报警台账")
+    grid = [list(r) for r in sheet.iter_rows(min_row=2, values_only=True)]
+    header, rows = grid[0], grid[1:]
+    csv_rows = list(csv.reader(io.StringIO(client.get("/alarms/export.csv?type=limit&state=cleared")
+                                           .content.decode("utf-8-sig"))))
+    assert header == csv_rows[0]
+    assert sorted(r[0] for r in rows) == sorted(int(r[0]) for r in csv_rows[1:]) and len(rows) == 4
+    first = header.index("首次报警时间")
+    assert all(isinstance(r[first], dt.datetime) for r in rows)  # dates Excel can sort and filter
+    by_id = {str(r[0]): r for r in csv_rows[1:]}
+    assert all(r[first].strftime("%Y-%m-%d %H:%M:%S") == by_id[str(r[0])][first] for r in rows)  # plant time
+    client.cookies.set("hl_lang", "en")
+    english = load_workbook(io.BytesIO(client.get("/alarms/export.xlsx?type=limit&state=cleared").content)).active
+    assert english.title == "Alarm ledger" and english["B2"].value == "Tag"
+
+
+def test_excel_export_keeps_hostile_text_as_text(client, alarms: Alarms, db) -> None:  # noqa: ANN001
+    from openpyxl import load_workbook
+
+    from hazardloop.alarms.models import Alarm
+
+    alarm = db.get(Alarm, alarms.ids["today"])
+    alarm.reason = '=HYPERLINK("http://evil.example","x")\x07'
+    db.commit()
+    login(client, "admin")
+    sheet = load_workbook(io.BytesIO(client.get("/alarms/export.xlsx").content)).active
+    header = [c.value for c in sheet[2]]
+    row = next(r for r in sheet.iter_rows(min_row=3) if r[0].value == alarms.ids["today"])
+    cell = row[header.index("原因")]
+    assert cell.data_type == "s" and cell.value == "'" + '=HYPERLINK("http://evil.example","x")'

@@ -8,7 +8,7 @@ A refusal is answered with its status (403, 409, 422) and the reason shown besid
 
 The list takes filters in its URL (web/alarm_filters.ConsoleQuery: state, area, type, severity,
 verdict, raise window), so a cockpit number links to exactly its alarms, the polling keeps them,
-and /alarms/export.csv hands over the same filtered list.
+and /alarms/export.csv and /alarms/export.xlsx hand over the same filtered list.
 """
 
 from __future__ import annotations
@@ -33,7 +33,15 @@ from hazardloop.errors import Conflict, InvalidInput, NotFound
 from hazardloop.hazards.ledger import BEIJING
 from hazardloop.plant import service as plant
 from hazardloop.readings.views import store_for
-from hazardloop.web.alarm_filters import STATES, TYPE_FAMILIES, VERDICTS, ConsoleQuery, export_csv, list_alarms
+from hazardloop.web.alarm_filters import (
+    STATES,
+    TYPE_FAMILIES,
+    VERDICTS,
+    ConsoleQuery,
+    export_csv,
+    export_xlsx,
+    list_alarms,
+)
 from hazardloop.web.deps import Db
 from hazardloop.web.hazard_pages import _name, local_time
 from hazardloop.web.i18n import translate
@@ -150,20 +158,40 @@ def alarm_list(request: Request, user: MaybeUser, db: Db) -> Response:
     return _render_list(request, db, user, partial=_is_htmx(request), query=ConsoleQuery.parse(request.query_params))
 
 
+def _export_inputs(request: Request, db: Session, user: User) -> tuple[str, ConsoleQuery, dt.datetime, dict[int, str]]:
+    language = language_of(request, user)
+    names = {a.id: f"{a.code} · {_name(a, language)}" for a in plant.list_areas(db, actor=user)}
+    return language, ConsoleQuery.parse(request.query_params), utcnow(), names
+
+
+def _attachment(body: bytes, media_type: str, now: dt.datetime, suffix: str) -> Response:
+    stamp = now.astimezone(BEIJING).strftime("%Y%m%d-%H%M")
+    return Response(body, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="alarms-{stamp}.{suffix}"'})
+
+
 @router.get("/alarms/export.csv")
 def alarm_export(request: Request, user: MaybeUser, db: Db) -> Response:
     """The console's filtered list as a CSV file, headers in the page language."""
     if user is None:
         return to_login(request)
-    language = language_of(request, user)
-    query = ConsoleQuery.parse(request.query_params)
-    now = utcnow()
-    names = {a.id: f"{a.code} · {_name(a, language)}" for a in plant.list_areas(db, actor=user)}
+    language, query, now, names = _export_inputs(request, db, user)
     headers = [translate(f"alarm.csv.{k}", language) for k in CSV_HEADER_KEYS]
     body = export_csv(db, actor=user, query=query, now=now, headers=headers, area_names=names)
-    stamp = now.astimezone(BEIJING).strftime("%Y%m%d-%H%M")
-    return Response(body, media_type="text/csv; charset=utf-8",
-                         headers={"Content-Disposition": f'attachment; filename="alarms-{stamp}.csv"'})
+    return _attachment(body, "text/csv; charset=utf-8", now, "csv")
+
+
+@router.get("/alarms/export.xlsx")
+def alarm_export_xlsx(request: Request, user: MaybeUser, db: Db) -> Response:
+    """The same list as an Excel workbook (报警台账), headers and title in the page language."""
+    if user is None:
+        return to_login(request)
+    language, query, now, names = _export_inputs(request, db, user)
+    headers = [translate(f"alarm.csv.{k}", language) for k in CSV_HEADER_KEYS]
+    yes_no = (translate("alarm.xlsx.yes", language), translate("alarm.xlsx.no", language))
+    body = export_xlsx(db, actor=user, query=query, now=now, headers=headers, area_names=names,
+                       title=translate("alarm.xlsx.title", language), yes_no=yes_no)
+    return _attachment(body, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", now, "xlsx")
 
 
 # ---------------------------------------------------------------- one alarm
