@@ -265,3 +265,23 @@ def test_area_list_exports_as_csv_with_each_report_link(client, world: World) ->
     login(client, "operator")  # as sensors.csv: anyone who may read the plant, within their own areas
     scoped = client.get("/admin/areas.csv").content.decode("utf-8-sig")
     assert [r["code"] for r in csv.DictReader(io.StringIO(scoped))] == ["TANK"]
+
+
+def test_qr_label_sheet_encodes_each_areas_report_link(client, world: World) -> None:  # noqa: ANN001
+    import segno
+
+    login(client, "admin")
+    assert 'href="/admin/areas/qr"' in client.get("/admin/plant").text
+    page = client.get("/admin/areas/qr").text
+    labels = re.findall(r'data-testid="qr-label" data-area="([^"]+)"', page)
+    assert sorted(labels) == sorted({"TANK", *labels}) and len(labels) == 2
+    tank = page[page.index('data-area="TANK"'):]
+    tank = tank[:tank.index("</figure>")]
+    expected = segno.make("http://testserver/hazards/new?area=TANK", error="q", boost_error=False)
+    assert expected.svg_inline(scale=4, border=2) in tank  # the code drawn is the area's report link
+    assert "http://testserver/hazards/new?area=TANK" in tank
+    one = client.get(f"/admin/areas/qr?area_id={world.area_a}").text
+    assert re.findall(r'data-testid="qr-label" data-area="([^"]+)"', one) == ["TANK"]
+    login(client, "operator")  # area scope applies: an operator prints labels for their own areas only
+    scoped = client.get("/admin/areas/qr").text
+    assert re.findall(r'data-testid="qr-label" data-area="([^"]+)"', scoped) == ["TANK"]

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
@@ -288,10 +289,38 @@ def area_csv(request: Request, user: MaybeUser, db: Db) -> Response:
             counts[sensor.area_id] = counts.get(sensor.area_id, 0) + 1
         rows: list[list[Any]] = [["code", "name_zh", "name_en", "site", "risk_grade", "sensors", "report_link"]]
         for a in plant.list_areas(db, actor=u):
-            link = f"{request.base_url}hazards/new?{urlencode({'area': a.code})}"
+            link = report_link(request, a.code)
             rows.append([a.code, a.name_zh, a.name_en or "", sites.get(a.site_id, ""), a.risk_grade or "",
                          counts.get(a.id, 0), link])
         return _csv(rows, "areas.csv")
+
+    return _guarded(request, user, "plant.read", build)
+
+
+def report_link(request: Request, area_code: str) -> str:
+    """The quick report form with ``area_code`` preselected: what an area's QR label opens."""
+    return f"{request.base_url}hazards/new?{urlencode({'area': area_code})}"
+
+
+@router.get("/areas/qr")
+def area_qr_sheet(request: Request, user: MaybeUser, db: Db) -> Response:
+    """One printable QR label per area (A4, cut along the borders): scanning it opens the report form
+    with the area preselected, so a worker on site reports without choosing where. ``?area_id=`` narrows
+    the sheet to one area (a replacement label). The codes are drawn here as inline SVG, crisp at any
+    print size, with error correction Q so a label that is scuffed or partly dirty still scans."""
+    import segno
+
+    def build(u: User) -> Response:
+        language = language_of(request, u)
+        wanted = request.query_params.get("area_id", "")
+        labels = []
+        for a in plant.list_areas(db, actor=u):
+            if wanted and str(a.id) != wanted:
+                continue
+            link = report_link(request, a.code)
+            svg = segno.make(link, error="q", boost_error=False).svg_inline(scale=4, border=2)
+            labels.append({"code": a.code, "name": _named(a, language), "link": link, "svg": Markup(svg)})
+        return _page(request, u, "admin/area_qr.html", "plant", labels=labels)
 
     return _guarded(request, user, "plant.read", build)
 
