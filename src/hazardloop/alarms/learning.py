@@ -101,12 +101,18 @@ class _Normal:
     median: dict[str, float]
     inv_scale: dict[str, float]
     fitted: dict[str, bool]
+    alt_median: dict[str, float] = field(default_factory=dict)  # upper operating state (NaN: none)
+    alt_inv_scale: dict[str, float] = field(default_factory=dict)
 
     def z(self, alarm: Alarm) -> float | None:
+        """The peak's z as the detector judged it: against the nearer operating state."""
         reading = alarm.peak if alarm.peak is not None else alarm.value
         if reading is None or not self.fitted.get(alarm.tag, False):
             return None
         z = abs(reading - self.median[alarm.tag]) * self.inv_scale[alarm.tag]
+        alt = self.alt_median.get(alarm.tag, math.nan)
+        if math.isfinite(alt):
+            z = min(z, abs(reading - alt) * self.alt_inv_scale[alarm.tag])
         return float(z) if math.isfinite(z) else None
 
 
@@ -117,9 +123,11 @@ def _normal(db: Session, name: str) -> _Normal | None:
     state = loads_state(blob)
     tags = list(state["tags"])
     monitor = state["monitor"]
-    return _Normal(median=dict(zip(tags, map(float, monitor["median_"]), strict=True)),
-                   inv_scale=dict(zip(tags, map(float, monitor["inv_scale_"]), strict=True)),
-                   fitted=dict(zip(tags, map(bool, state["fitted"]), strict=True)))
+    column = {key: dict(zip(tags, map(float, monitor[key]), strict=True))
+              for key in ("median_", "inv_scale_", "alt_median_", "alt_inv_scale_") if key in monitor}
+    return _Normal(median=column["median_"], inv_scale=column["inv_scale_"],
+                   fitted=dict(zip(tags, map(bool, state["fitted"]), strict=True)),
+                   alt_median=column.get("alt_median_", {}), alt_inv_scale=column.get("alt_inv_scale_", {}))
 
 
 def stored_calibration(db: Session, name: str = "live") -> dict[str, float]:

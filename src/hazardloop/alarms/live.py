@@ -50,7 +50,7 @@ from hazardloop.db import utcnow
 from hazardloop.detect.base import latch
 from hazardloop.detect.health import Fault
 from hazardloop.detect.limits import AlarmLimits, LimitBank
-from hazardloop.detect.pipeline import MonitorResult, StreamingMonitor
+from hazardloop.detect.pipeline import LEARNED, MonitorResult, StreamingMonitor
 from hazardloop.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class LiveDetection:
     def __init__(self, sensors: Sequence[SensorConfig], *, name: str = "live", z_limit: float = 6.0,
                  stuck_seconds: float = 600.0, gap_seconds: float = 60.0, spike_factor: float = 12.0,
                  missing_on_delay_s: float = 30.0, fault_off_delay_s: float = 60.0, stat_off_delay_s: float = 60.0,
-                 draft_window_rows: int = 300):
+                 draft_window_rows: int = 300, operating_states: bool = True):
         self.name = name
         self.sensors = [SensorRef(id=s.id, tag=s.tag, area_id=s.area_id, unit=s.unit or "") for s in sensors]
         self.tags = [s.tag for s in self.sensors]
@@ -205,7 +205,8 @@ class LiveDetection:
         self.limits = LimitBank([limits_of(s) for s in sensors])
         gaps = np.array([max(gap_seconds, 5 * (s.sample_period_s or 0.0)) for s in sensors], dtype=float)
         self.monitor = StreamingMonitor(p, self.limits, z_limit=z_limit, stuck_seconds=stuck_seconds,
-                                        gap_seconds=gaps, spike_factor=spike_factor)
+                                        gap_seconds=gaps, spike_factor=spike_factor,
+                                        operating_states=operating_states)
         self.z_limit = z_limit
         self.z_limits = np.full(p, float(z_limit))  # (p,) robust sigmas; broadcast by StreamingMonitor
         self.monitor.z_limit = self.z_limits  # type: ignore[assignment]  # shared: calibration updates in place
@@ -264,8 +265,9 @@ class LiveDetection:
                 wide[:, col] = np.nan
                 wide[: len(v), col] = v
                 enough[col] = True
-        learned = StreamingMonitor(p, spike_factor=self.monitor.spike_factor).fit(wide)
-        for key in ("median_", "inv_scale_", "jump_limit_"):
+        learned = StreamingMonitor(p, spike_factor=self.monitor.spike_factor,
+                                   operating_states=self.monitor.operating_states).fit(wide)
+        for key in LEARNED:
             getattr(self.monitor, key)[enough] = getattr(learned, key)[enough]
         self.fitted |= enough
         return self
@@ -488,7 +490,7 @@ class LiveDetection:
         if k < len(LIMIT_TYPES):
             return x if LIMIT_TYPES[k][1] > 0 else -x
         if name == AlarmType.STATISTICAL.value:
-            return np.abs(x - self.monitor.median_[cols]) * self.monitor.inv_scale_[cols]
+            return self.monitor.z_of(x, cols)
         if name == fault_type("range"):
             lo, hi = self.limits.physical_min[cols], self.limits.physical_max[cols]
             return np.maximum(lo - x, x - hi)
@@ -576,7 +578,7 @@ class LiveDetection:
             on = float(self.on_delay[k, col])
             return self.limits.describe(col, LIMIT_TYPES[k][1], held_s=on if on > 0 else None)
         if name == AlarmType.STATISTICAL.value:
-            z = abs(value - self.monitor.median_[col]) * self.monitor.inv_scale_[col]
+            z = float(self.monitor.z_of(value, col))
             return f"{tag} {z:.1f} robust sigma from normal (limit {self.z_limits[col]:g})"
         return f"{tag} sensor fault: {name.split(':', 1)[1]}"
 

@@ -53,7 +53,7 @@ import pandas as pd
 from hazardloop.detect.base import DetectInputError, latch
 from hazardloop.detect.health import Fault, describe
 from hazardloop.detect.limits import AlarmLimits, LimitBank
-from hazardloop.detect.pipeline import MonitorResult, StreamingMonitor
+from hazardloop.detect.pipeline import LEARNED, MonitorResult, StreamingMonitor
 
 TAG_COLUMNS = ("tag", "sensor_tag", "sensor")  # in order of preference; a hive key counts as a column
 ID_COLUMN = "sensor_id"
@@ -284,7 +284,7 @@ def score_group(sensors: Sequence[SensorSpec], seconds: np.ndarray, values: np.n
     fitted = np.isfinite(values[train]).sum(axis=0) >= params.min_train_rows
     if fitted.any():
         learned = StreamingMonitor(int(fitted.sum()), spike_factor=params.spike_factor).fit(values[train][:, fitted])
-        for key in ("median_", "inv_scale_", "jump_limit_"):
+        for key in LEARNED:
             getattr(monitor, key)[fitted] = getattr(learned, key)
     step = max(1, params.chunk_rows)
     parts = [monitor.update(seconds[a:a + step], values[a:a + step]) for a in range(0, len(seconds), step)]
