@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 STREAM_USER = "demo-stream"
 STEP = dt.timedelta(seconds=1)  # the demo's gas detectors report every second (plant.toml sample_period_s)
 WAKE = dt.timedelta(seconds=2)
-FIT_HISTORY = dt.timedelta(hours=6)
+# two days: both operating states of the loading pump (it runs 08:00-17:00) whenever the demo starts
+FIT_HISTORY = dt.timedelta(hours=48)
 LOCK_SCOPE = "hazardloop-demo-stream"
 STANDBY_POLL_S = 2.0
 
