@@ -186,3 +186,23 @@ def test_english_admin_shows_the_refusal_in_english(browser, live_server, demo_w
     assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling on a phone
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.tagName") in {"A", "BUTTON", "INPUT", "SELECT"}
+
+
+def test_admin_prints_qr_labels_for_every_area(browser, live_server, demo_world, db, screenshot) -> None:  # noqa: ANN001
+    from hazardloop.plant.models import Area
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    _login(page, live_server, "admin")
+    page.goto(f"{live_server}/admin/plant")
+    page.click("[data-testid=area-qr]")
+    page.wait_for_selector("[data-testid=qr-sheet]")
+    labels = page.locator("[data-testid=qr-label]")
+    assert labels.count() == db.query(Area).count() > 3
+    box = labels.first.locator("svg").bounding_box()
+    assert box is not None and 120 <= box["width"] <= 200 and abs(box["width"] - box["height"]) < 1  # square
+    first_area = labels.first.get_attribute("data-area")
+    assert f"/hazards/new?area={first_area}" in labels.first.inner_text()
+    assert screenshot(page, "admin-area-qr") > 20_000
+    page.emulate_media(media="print")  # what the printer gets: labels only, no navigation or buttons
+    assert not page.locator("nav.ad-tabs").is_visible() and not page.locator("[data-testid=qr-print]").is_visible()
+    assert labels.first.is_visible()

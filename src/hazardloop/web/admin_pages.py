@@ -318,7 +318,7 @@ def area_qr_sheet(request: Request, user: MaybeUser, db: Db) -> Response:
             if wanted and str(a.id) != wanted:
                 continue
             link = report_link(request, a.code)
-            svg = segno.make(link, error="q", boost_error=False).svg_inline(scale=4, border=2)
+            svg = segno.make(link, error="q", boost_error=False).svg_inline(scale=4, border=2, omitsize=True)
             labels.append({"code": a.code, "name": _named(a, language), "link": link, "svg": Markup(svg)})
         return _page(request, u, "admin/area_qr.html", "plant", labels=labels)
 
