@@ -239,3 +239,21 @@ def test_a_fresh_start_learns_each_sensors_normal_from_the_stored_history(engine
     fresh.tick()
     fresh.stop()
     assert [a.type for a in alarms(db, "GT-101")] == [AlarmType.STATISTICAL.value]
+
+
+def test_a_fresh_start_sees_both_states_of_a_duty_cycling_sensor_over_the_whole_history(
+        engine, db, world, store, clock) -> None:  # noqa: ANN001
+    """Six hours at 1 Hz, the pump running 20 minutes in every 40: its last 1,000 readings (17 minutes)
+    hold one state only, the whole span holds both, so a start after the restart raises nothing."""
+    rng = np.random.default_rng(6)
+    seconds = np.arange(-6 * 3600, 0)
+    running = (seconds // 1200) % 2 == 0
+    put(store, world.sensor_a, list(seconds), np.where(running, 15.0, 1.0) + rng.normal(0, 0.05, seconds.size))
+    fresh = LiveFeed(make_session_factory(engine), store, clock=clock).listen()
+    put(store, world.sensor_a, list(range(0, 30)), [1.0] * 10 + [15.0] * 10 + [8.0] * 10)  # stop, start, neither
+    clock.ms = T + 31 * S
+    fresh.tick()
+    fresh.stop()
+    raised = alarms(db, "GT-101")
+    assert [a.type for a in raised] == [AlarmType.STATISTICAL.value]  # only for 8.0, between the states
+    assert raised[0].first_at == at(T + 20 * S)

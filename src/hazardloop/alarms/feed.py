@@ -33,7 +33,7 @@ worker thread of its own turns them into aligned batches for ``LiveDetection`` a
   or restart loses no reading for detection either; replaying is safe because detection gives the
   same alarms whatever the batching. A batch that fails is replayed the same way.
 * **One detector per app.** Built lazily on the first readings (or at once when a saved state exists)
-  over every enabled sensor, as the machine user ``FEED_USER``; fitted from the store's recent history
+  over every enabled sensor, as the machine user ``FEED_USER``; fitted from the store's last ``fit_history``
   when there is no saved state (sensors without enough history keep their configured limits only),
   or from what a caller hands ``learn_normal`` (the demo's simulator). New sensors are picked up when
   their first reading arrives; limits edited in the register within ``refresh_s``.
@@ -75,7 +75,8 @@ log = logging.getLogger(__name__)
 
 FEED_USER = "live-detection"
 MAX_CELLS = 2_000_000  # rows x sensors per detection call (and readings per history query): bounds memory
-FIT_ROWS = 1000  # readings per sensor its normal is learned from at a fresh start
+FIT_ROWS = 1000  # latest consecutive readings per sensor its usual jump is learned from at a fresh start
+FIT_LEVEL_ROWS = 4000  # readings per sensor, spread over fit_history, its normal levels are learned from
 
 
 def feed_user(db: Session) -> User:
@@ -346,22 +347,29 @@ class LiveFeed:
             self._buffer(window.sensor_id, window.ts, window.value)
         else:
             self._closed_until = None
-            live.fit(self._history(live, fit_until))
+            levels, recent = self._history(live, fit_until)
+            live.fit(levels, recent_by_tag=recent)
         log.info("live feed %r: watching %d sensors (%s)", self.name, len(live.sensors),
                  "resumed" if np.isfinite(live.last_ts) else "fresh start")
 
-    def _history(self, live: LiveDetection, until: int) -> dict[str, np.ndarray]:
-        """Each sensor's last ``FIT_ROWS`` readings in the ``fit_history`` before ``until``, read a few
-        sensors at a time: six hours of 10,000 one-second sensors would not fit in memory at once."""
+    def _history(self, live: LiveDetection, until: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Each sensor's stored ``fit_history`` before ``until``, read a few sensors at a time (six hours
+        of 10,000 one-second sensors would not fit in memory at once), as (levels, recent): up to
+        ``FIT_LEVEL_ROWS`` readings spread evenly over the whole span, for the normal levels and operating
+        states (a pump that starts and stops through those hours is seen in both), and the last ``FIT_ROWS``
+        consecutive readings, for the usual one-step change."""
         tag_of = {s.id: s.tag for s in live.sensors}
         per_query = max(1, MAX_CELLS // max(1, self.fit_history_ms // 1000))  # sensors, at 1 Hz at most
-        out: dict[str, np.ndarray] = {}
+        levels: dict[str, np.ndarray] = {}
+        recent: dict[str, np.ndarray] = {}
         for lo in range(0, len(self._ids), per_query):
             window = self.store.window(self._ids[lo:lo + per_query], until - self.fit_history_ms, until)
             for sid, (_, values) in window.by_sensor().items():
                 if sid in tag_of:
-                    out[tag_of[sid]] = values[-FIT_ROWS:].copy()
-        return out
+                    stride = max(1, -(-len(values) // FIT_LEVEL_ROWS))  # ceil: at most FIT_LEVEL_ROWS
+                    levels[tag_of[sid]] = values[::-1][::stride][::-1].copy()  # always keeps the newest
+                    recent[tag_of[sid]] = values[-FIT_ROWS:].copy()
+        return levels, recent
 
     def _build(self, db: Session) -> None:
         """(Re)build the detector over the enabled sensors, resuming the saved state by tag."""

@@ -247,17 +247,39 @@ class LiveDetection:
         return live
 
     # ---- learning normal ------------------------------------------------------------------------
-    def fit(self, values_by_tag: Mapping[str, Any], min_rows: int = 30) -> LiveDetection:
-        """Learn each sensor's normal (median, MAD, usual jump) from history, for statistical and spike alarms.
+    def fit(self, values_by_tag: Mapping[str, Any], min_rows: int = 30,
+            recent_by_tag: Mapping[str, Any] | None = None) -> LiveDetection:
+        """Learn each sensor's normal (median, MAD, operating states, usual jump) from history, for
+        statistical and spike alarms.
 
-        Sensors without ``min_rows`` good readings here keep what they had (or stay unfitted: no
-        statistical alarm, rather than one against a made-up normal).
+        ``recent_by_tag``, when given, holds each sensor's latest consecutive readings and sets the usual
+        jump, so ``values_by_tag`` may be an evenly thinned sample of a long span (hours of a 1 Hz sensor:
+        its levels and states, without reading every value into the fit). Sensors without ``min_rows``
+        good readings here keep what they had (or stay unfitted: no statistical alarm, rather than one
+        against a made-up normal).
         """
         p = len(self.sensors)
         series = {self._col[t]: np.asarray(v, dtype=float) for t, v in values_by_tag.items() if t in self._col}
         if not series:
             return self
-        n = max(len(v) for v in series.values())
+        recent_series = {self._col[t]: np.asarray(v, dtype=float) for t, v in (recent_by_tag or {}).items()
+                         if t in self._col}
+        wide, enough = self._wide(series, p, min_rows)
+        learned = StreamingMonitor(p, spike_factor=self.monitor.spike_factor,
+                                   operating_states=self.monitor.operating_states).fit(wide)
+        if recent_series:
+            recent, has_recent = self._wide(recent_series, p, 3)
+            if has_recent.any():
+                learned.learn_jumps(recent[:, has_recent], np.flatnonzero(has_recent))
+        for key in LEARNED:
+            getattr(self.monitor, key)[enough] = getattr(learned, key)[enough]
+        self.fitted |= enough
+        return self
+
+    @staticmethod
+    def _wide(series: Mapping[int, np.ndarray], p: int, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Columns of unequal length side by side (NaN-padded), and which have ``min_rows`` good values."""
+        n = max((len(v) for v in series.values()), default=0)
         wide = np.zeros((n, p))
         enough = np.zeros(p, dtype=bool)
         for col, v in series.items():
@@ -265,12 +287,7 @@ class LiveDetection:
                 wide[:, col] = np.nan
                 wide[: len(v), col] = v
                 enough[col] = True
-        learned = StreamingMonitor(p, spike_factor=self.monitor.spike_factor,
-                                   operating_states=self.monitor.operating_states).fit(wide)
-        for key in LEARNED:
-            getattr(self.monitor, key)[enough] = getattr(learned, key)[enough]
-        self.fitted |= enough
-        return self
+        return wide, enough
 
     # ---- the batch ------------------------------------------------------------------------------
     def process(self, db: Session, timestamps: Any, values_by_tag: Mapping[str, Any],

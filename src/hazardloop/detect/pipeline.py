@@ -111,6 +111,7 @@ class StreamingMonitor:
         self.state_rows = np.full(p, np.inf)  # good readings since it entered that state (inf: unknown)
 
     def fit(self, history: np.ndarray) -> Self:
+        """Learn normal levels, operating states and the usual one-step change from consecutive readings."""
         x = as_2d(history)
         if self.operating_states:
             states = operating_states(x)
@@ -125,8 +126,17 @@ class StreamingMonitor:
         shortest = np.where(np.isfinite(states.shortest_visit), states.shortest_visit, 1.0)  # 1: check off
         self.spike_stay_ = np.clip((shortest - 1) // 2, 0, MAX_SPIKE_STAY)
         self.spike_state_ = np.where(states.multi, states.high_is_rare.astype(float), np.nan)
-        _, jump_scale = robust_scale(np.diff(x, axis=0))
-        self.jump_limit_ = self.spike_factor * jump_scale
+        return self.learn_jumps(x)
+
+    def learn_jumps(self, recent: np.ndarray, cols: np.ndarray | None = None) -> Self:
+        """The spike limit from consecutive readings at the live sample rate (of sensors ``cols``, or
+        all): when the levels were fitted on a thinned-out sample of a longer span, its steps are not
+        the steps the live data will take."""
+        _, jump_scale = robust_scale(np.diff(as_2d(recent), axis=0))
+        if cols is None:
+            self.jump_limit_ = self.spike_factor * jump_scale
+        else:
+            self.jump_limit_[cols] = self.spike_factor * jump_scale
         return self
 
     def update(self, timestamps: np.ndarray, values: np.ndarray) -> MonitorResult:
