@@ -16,7 +16,7 @@ from world import World
 
 import waiting
 from hazardloop.alarms.feed import LiveFeed
-from hazardloop.alarms.models import Alarm, AlarmType
+from hazardloop.alarms.models import Alarm, AlarmType, DetectorState
 from hazardloop.auth.roles import Role
 from hazardloop.db import make_session_factory
 from hazardloop.plant import service as plant
@@ -257,3 +257,39 @@ def test_a_fresh_start_sees_both_states_of_a_duty_cycling_sensor_over_the_whole_
     raised = alarms(db, "GT-101")
     assert [a.type for a in raised] == [AlarmType.STATISTICAL.value]  # only for 8.0, between the states
     assert raised[0].first_at == at(T + 20 * S)
+
+
+def test_a_backlog_gathered_before_a_crash_is_judged_by_the_next_run(engine, db, world, store, clock) -> None:  # noqa: ANN001
+    """The server dies while a gateway's upload is still settling: the readings are stored, and the
+    next run (here a new feed on the same database and store) judges them, once."""
+    from hazardloop.alarms.feed import backlog_name
+
+    first = LiveFeed(make_session_factory(engine), store, clock=clock).listen()
+    put(store, world.sensor_a, list(range(0, 30)), [5.0] * 30)
+    put(store, world.sensor_b, list(range(0, 300)), [5.0] * 300)
+    clock.ms = T + 301 * S
+    first.tick()
+    seconds = np.arange(30, 120)  # GT-101's buffer: HH from 50 s to 80 s
+    put(store, world.sensor_a, seconds, np.where((seconds >= 50) & (seconds < 80), 60.0, 5.0))
+    clock.ms = T + 302 * S
+    first.tick()  # gathered, not yet settled ...
+    assert alarms(db, "GT-101", HH) == [] and first.late == 90
+    db.expire_all()
+    assert db.get(DetectorState, backlog_name("live")) is not None
+    first.live.save(db)  # ... and the process dies: no stop(), no judgement; its state was saved as it runs
+    db.commit()
+    second = LiveFeed(make_session_factory(engine), store, clock=clock).listen()
+    clock.ms = T + 303 * S
+    second.tick()
+    clock.ms = T + 306 * S
+    second.tick()
+    [hh] = alarms(db, "GT-101", HH)
+    assert hh.first_at == at(T + 55 * S) and hh.reason.startswith("late backlog, received ")
+    db.expire_all()
+    assert db.get(DetectorState, backlog_name("live")) is None  # deleted with the alarms it raised
+    second.stop()
+    third = LiveFeed(make_session_factory(engine), store, clock=clock).listen()
+    clock.ms = T + 310 * S
+    third.tick()
+    third.stop()
+    assert len(alarms(db, "GT-101", HH)) == 1  # not judged a second time

@@ -25,8 +25,11 @@ worker thread of its own turns them into aligned batches for ``LiveDetection`` a
   alarms marked as from a late backlog at their original time. A gateway uploads its buffer in many
   batches, so late readings are gathered until none has come for ``backlog_settle_s`` and then
   judged together (an episode split over two batches stays one alarm); ``backlog_judged`` counts
-  them. What is gathered and not yet judged when the feed stops is judged in ``stop``; a crash loses
-  that judgement (the readings themselves are stored). A reading dated in the future waits for its time.
+  them. What is gathered and not yet judged when the feed stops is judged in ``stop``. Against a crash,
+  the time span of each sensor's gathered backlog is committed (``DetectorState`` "<name>:backlog") as
+  it is gathered and deleted in the transaction that commits its alarms; whoever runs detection next
+  reads those spans back from the store and judges them (the span, so a reading inside it that live
+  detection had judged is judged again as backlog). A reading dated in the future waits for its time.
 * **Crash safety.** The store is durable before it announces a reading, and detection commits its
   state with every alarm change (between alarm changes at least every ``save_every_s``). On start the
   feed replays from the store what came after the saved state (bounded by ``catchup``), so a crash
@@ -51,6 +54,7 @@ worker thread of its own turns them into aligned batches for ``LiveDetection`` a
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -62,11 +66,13 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hazardloop.alarms import service
 from hazardloop.alarms.live import LiveDetection, ProcessReport
 from hazardloop.alarms.models import DetectorState
 from hazardloop.auth import service as auth_service
 from hazardloop.auth.models import User, UserCreate
 from hazardloop.auth.roles import Role
+from hazardloop.db import utcnow
 from hazardloop.readings.pgstore import libpq_url
 from hazardloop.readings.store import now_ms
 from hazardloop.readings.stores import AnyStore
@@ -87,6 +93,11 @@ def feed_user(db: Session) -> User:
             username=FEED_USER, display_name="实时检测 Live detection", role=Role.OPERATOR, is_machine=True,
             all_areas=True))
     return user
+
+
+def backlog_name(name: str) -> str:
+    """The ``DetectorState`` row holding the spans of a feed's gathered, not yet judged late backlog."""
+    return f"{name}:backlog"
 
 
 class Leadership:
@@ -303,8 +314,11 @@ class LiveFeed:
             if self.live is None:
                 self._idle.set()
                 return None
+            gathered = len(self._late_sid)
             for sid, ts, value in heard:
                 self._buffer(sid, ts, value)
+            if len(self._late_sid) > gathered:
+                self._keep_backlog_spans(db)
             self._housekeeping(db)
             report = self._judge(db, ((now - self.lateness_ms) // self.bucket_ms) * self.bucket_ms)
             report = self._judge_backlog(db, now) or report
@@ -349,6 +363,7 @@ class LiveFeed:
             self._closed_until = None
             levels, recent = self._history(live, fit_until)
             live.fit(levels, recent_by_tag=recent)
+        self._restore_backlog(db)
         log.info("live feed %r: watching %d sensors (%s)", self.name, len(live.sensors),
                  "resumed" if np.isfinite(live.last_ts) else "fresh start")
 
@@ -452,9 +467,12 @@ class LiveFeed:
         try:
             cols = self._columns(db, sid)
             known = cols >= 0
+            service.drop_detector_blob(db, backlog_name(self.name))  # committed with the alarms, or not at all
             report = self.live.judge_backlog(db, cols[known], ts[known] / 1000.0, value[known],
                                              received_at=dt.datetime.fromtimestamp(now / 1000, dt.UTC))
+            db.commit()  # (judge_backlog commits only when it had readings to judge)
         except Exception:
+            db.rollback()
             self._gather_backlog(sid, ts, value)  # judged again once the detector is back
             raise
         self.unknown += int(len(cols) - known.sum())
@@ -464,6 +482,30 @@ class LiveFeed:
                         len(report.raised), int(known.sum()))
         self._announce(report)
         return report
+
+    def _keep_backlog_spans(self, db: Session) -> None:
+        """Commit each sensor's gathered backlog span [first, last] ms: what a crash must not forget."""
+        sensors = np.unique(self._late_sid)
+        order = np.lexsort((self._late_ts, self._late_sid))
+        sid, ts = self._late_sid[order], self._late_ts[order]
+        starts = np.searchsorted(sid, sensors, side="left")
+        ends = np.searchsorted(sid, sensors, side="right") - 1
+        spans = [[int(s), int(ts[a]), int(ts[b])] for s, a, b in zip(sensors, starts, ends, strict=True)]
+        service.store_detector_blob(db, name=backlog_name(self.name), blob=json.dumps({"spans": spans}),
+                                    now=utcnow())
+        db.commit()
+
+    def _restore_backlog(self, db: Session) -> None:
+        """Gather again, from the store, the backlog spans a stopped or crashed holder had not judged."""
+        blob = service.detector_blob(db, backlog_name(self.name))
+        if blob is None:
+            return
+        spans = json.loads(blob).get("spans", [])
+        for sensor, first, last in spans:
+            window = self.store.window([sensor], first, last + 1)
+            self._gather_backlog(window.sensor_id, window.ts, window.value)
+        log.warning("live feed %r: judging a late backlog of %d readings left unjudged by the last run",
+                    self.name, len(self._late_sid))
 
     def _judged_until(self, sid: np.ndarray) -> np.ndarray:
         """Epoch ms of each sensor's last judged reading (-inf: none yet, or a sensor detection does not know)."""

@@ -197,6 +197,6 @@ def _store(db: Session, results: list[Calibration], previous: dict[str, float], 
                      note=f"statistical limit of {c.tag} from verdicts ({name})")
     blob = json.dumps({"version": CALIBRATION_VERSION, "default": rule.default_z, "z_limit": limits,
                        "rule": asdict(rule), "at": now.isoformat()}, separators=(",", ":"))
-    service._store_detector_blob(db, name=calibration_name(name), blob=blob, now=now)
+    service.store_detector_blob(db, name=calibration_name(name), blob=blob, now=now)
     db.commit()
 

@@ -614,10 +614,17 @@ def detector_blob(db: Session, name: str) -> str | None:
     return None if row is None else row.blob
 
 
-def _store_detector_blob(db: Session, *, name: str, blob: str, now: dt.datetime) -> None:
+def store_detector_blob(db: Session, *, name: str, blob: str, now: dt.datetime) -> None:
     """Write a ``DetectorState`` row in the caller's transaction (the caller audits and commits)."""
     row = db.get(DetectorState, name)
     if row is None:
         db.add(DetectorState(name=name, blob=blob, updated_at=now))
     else:
         row.blob, row.updated_at = blob, now
+
+
+def drop_detector_blob(db: Session, name: str) -> None:
+    """Delete a ``DetectorState`` row, if there is one, in the caller's transaction."""
+    row = db.get(DetectorState, name)
+    if row is not None:
+        db.delete(row)
