@@ -101,8 +101,10 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed builds the same plant")] = 7,
     days: Annotated[int, typer.Option(help="Days of simulated sensor history")] = 7,
     reset: Annotated[bool, typer.Option(help="Delete the data directory's database first")] = False,
+    alarm_days: Annotated[int, typer.Option(help="Days of alarms before now, acknowledged and judged (0: none)")] = 14,
 ) -> None:
-    """Build the demo chemical plant: areas, equipment, ~50 sensors, people in every role, sensor history."""
+    """Build the demo chemical plant: areas, equipment, ~50 sensors, people in every role, sensor history,
+    a year of hazards and two weeks of alarms."""
     from hazardloop import db
     from hazardloop.demo.build import build_demo
 
@@ -112,9 +114,19 @@ def demo(
     if reset and url.startswith("sqlite"):
         for suffix in ("", "-wal", "-shm"):
             Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
+    if reset and not settings.readings_url.strip():  # the embedded readings file belongs to the demo too
+        for name in ("readings.duckdb", "readings.duckdb.wal"):
+            (settings.data_dir / name).unlink(missing_ok=True)
     db.upgrade(url)
-    with _session() as session:
-        result = build_demo(session, data_dir=settings.data_dir, seed=seed, days=days, console=console)
+    from hazardloop.readings.stores import open_store
+
+    store = open_store(settings)
+    try:
+        with _session() as session:
+            result = build_demo(session, data_dir=settings.data_dir, seed=seed, days=days, console=console,
+                                store=store, alarm_days=alarm_days)
+    finally:
+        store.close()
     table = Table(title="Demo logins / 演示账号", show_lines=False)
     for column in ("username", "password", "role", "areas"):
         table.add_column(column)

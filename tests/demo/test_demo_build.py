@@ -42,3 +42,32 @@ def _admin(db):  # noqa: ANN001, ANN202
     from hazardloop.auth.models import User
 
     return db.scalar(select(User).where(User.username == "admin"))
+
+
+def test_demo_alarm_history_is_detected_acknowledged_and_judged_from_the_ground_truth(db, tmp_path: Path) -> None:  # noqa: ANN001
+    from sqlalchemy import select
+
+    from hazardloop.alarms import service as alarms
+    from hazardloop.alarms.models import Alarm, AlarmEvent, DetectorState
+    from hazardloop.demo.alarm_history import DETECTOR, UNHANDLED
+    from hazardloop.readings.store import ReadingStore
+
+    end = dt.datetime(2026, 11, 1, 9, 30, tzinfo=dt.UTC)
+    with ReadingStore(tmp_path / "readings.duckdb") as store:
+        result = build_demo(db, data_dir=tmp_path, seed=3, days=1, hazards_per_day=0, today=end, store=store,
+                            alarm_days=3)
+        history = result.alarms
+        assert history is not None and history.readings == store.count() > 3 * 1440 * 50
+    rows = list(db.scalars(select(Alarm).order_by(Alarm.first_at)))
+    assert len(rows) == history.raised > 10
+    assert all(end - dt.timedelta(days=3) <= a.first_at <= end for a in rows)
+    assert not any(a.active for a in rows)  # the history ends, and so do its conditions
+    handled = [a for a in rows if a.first_at <= end - UNHANDLED]
+    assert all(a.acknowledged and a.verdict and a.acknowledged_at >= a.first_at for a in handled)
+    assert {a.verdict for a in handled} >= {"true_alarm", "false_alarm"}
+    assert sum(history.judged.values()) == len(handled) and history.unhandled == len(rows) - len(handled)
+    kinds = {e.kind for e in db.scalars(select(AlarmEvent).where(AlarmEvent.alarm_id == handled[0].id))}
+    assert {"raised", "acknowledged", "verdict"} <= kinds  # the ordinary timeline, written by the services
+    assert alarms.pending_alarm_notifications(db) == []  # handed over, so no channel gets old alarms later
+    assert db.get(DetectorState, DETECTOR) is None and db.get(DetectorState, "live") is None  # live starts fresh
+    assert audit.verify(db).ok

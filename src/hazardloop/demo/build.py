@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from hazardloop.auth import service as auth_service
 from hazardloop.auth.models import User, UserCreate
 from hazardloop.auth.roles import Role
+from hazardloop.demo.alarm_history import AlarmHistory, build_alarm_history
 from hazardloop.demo.hazards_year import build_hazard_year
 from hazardloop.demo.signals import simulate
 from hazardloop.demo.spec import PlantSpec, load_plant_spec
@@ -68,6 +70,7 @@ class DemoResult:
     history_path: Path
     truth_path: Path
     sensors: int
+    alarms: AlarmHistory | None = None  # the recent alarm history, when one was built
 
 
 def _build_plant(db: Session, admin: User, spec: PlantSpec) -> None:
@@ -181,10 +184,16 @@ def build_demo(
     hazards_per_day: float = 2.0,
     today: dt.datetime | None = None,
     console: Console | None = None,
+    store: Any = None,  # noqa: ANN401 - a reading store: with alarm_days, the alarm history's readings go there
+    alarm_days: int = 0,
 ) -> DemoResult:
-    """Build the plant once (a second run keeps the database and refreshes the history files)."""
+    """Build the plant once (a second run keeps the database and refreshes the history files).
+
+    With ``store`` and ``alarm_days``, the first build also leaves that many days of alarms before now,
+    acknowledged and judged as a shift team would have (demo/alarm_history.py)."""
     console = console or Console(quiet=True)
     spec = load_plant_spec()
+    alarms = None
     if plant.current_enterprise(db) is None:
         first = DEMO_PEOPLE[0]
         admin = auth_service.create_user(
@@ -202,6 +211,7 @@ def build_demo(
             _build_plant(db, admin, spec)
             _build_people(db, admin)
             _build_stream_user(db, admin)
+        history_end = today or dt.datetime.now(dt.UTC)  # the alarm history runs up to now (or the given day)
         # the year ends at today's midnight (UTC): deterministic for a seed and a build date
         today = today or dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         with console.status("simulating a year of hazards / 正在生成一年的隐患台账"):
@@ -216,6 +226,13 @@ def build_demo(
                 per_day=hazards_per_day,
             )
         console.print(f"[green]a year of hazards: {reported} reported[/]")
+        if store is not None and alarm_days > 0:
+            with console.status(f"simulating {alarm_days} days of alarms / 正在生成近 {alarm_days} 天的报警"):
+                alarms = build_alarm_history(db, store, days=alarm_days, seed=seed, now=history_end,
+                                             admin=admin, operator=people["operator"])
+            console.print(f"[green]{alarm_days} days of alarms: {alarms.raised} raised "
+                          f"({', '.join(f'{k} {v}' for k, v in alarms.judged.items())}; "
+                          f"{alarms.unhandled} left to handle), {alarms.readings:,} readings stored[/]")
         console.print(
             f"[green]demo plant built: {len(spec.areas)} areas, {len(spec.equipment)} equipment, "
             f"{len(spec.sensors)} sensors, {len(DEMO_PEOPLE)} people[/]"
@@ -235,7 +252,8 @@ def build_demo(
         DemoLogin(p.username, DEMO_PASSWORD, p.role.value, "all / 全部" if p.areas is None else ", ".join(p.areas))
         for p in DEMO_PEOPLE
     ]
-    return DemoResult(logins=logins, history_path=history_path, truth_path=truth_path, sensors=len(spec.sensors))
+    return DemoResult(logins=logins, history_path=history_path, truth_path=truth_path, sensors=len(spec.sensors),
+                      alarms=alarms)
 
 
 def _write_truth(simulation, path: Path) -> None:  # noqa: ANN001
