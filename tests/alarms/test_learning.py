@@ -161,3 +161,22 @@ def test_recalibration_is_offered_to_administrators_over_the_api(client, world) 
     assert client.post("/api/v1/alarms/recalibrate", headers=world.auth(Role.OPERATOR)).status_code == 403
     r = client.post("/api/v1/alarms/recalibrate", headers=world.auth(Role.ADMIN))
     assert r.status_code == 200 and isinstance(r.json(), list)
+
+
+def test_a_two_state_sensors_peaks_are_measured_from_its_nearer_state(db, world, gt101):  # noqa: ANN001
+    """A loading pump's flow: stopped (0) or running (48). A false alarm peaking 7 sigmas above the running
+    state counts as 7, as the detector judged it, not as hundreds of sigmas above the stopped state."""
+    detector = LiveDetection.start(db, actor=world.admin)
+    rng = np.random.default_rng(3)
+    running = (np.arange(2400) % 120) >= 80
+    detector.fit({"GT-101": np.where(running, 48.0 + rng.normal(0, 1.0, 2400), np.abs(rng.normal(0, 0.1, 2400)))})
+    detector.save(db)
+    db.commit()
+    col = detector.tags.index("GT-101")
+    assert np.isfinite(detector.monitor.alt_median_[col])
+    peak = float(detector.monitor.alt_median_[col] + 7.0 / detector.monitor.alt_inv_scale_[col])
+    alarm, _ = service.raise_or_update(db, sensor=gt101, alarm_type=STAT, at=T0, value=peak, reason="", peak=peak)
+    service.clear(db, sensor_id=gt101.id, alarm_type=STAT, at=T0 + dt.timedelta(minutes=1))
+    service.give_verdict(db, actor=world.users[Role.OPERATOR], alarm_id=alarm.id, verdict=Verdict.FALSE_ALARM, now=NOW)
+    [calibration] = recalibrate(db, now=NOW)
+    assert calibration.highest_false_z == pytest.approx(7.0) and calibration.z_limit == pytest.approx(7.7)
