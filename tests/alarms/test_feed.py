@@ -293,3 +293,50 @@ def test_a_backlog_gathered_before_a_crash_is_judged_by_the_next_run(engine, db,
     third.tick()
     third.stop()
     assert len(alarms(db, "GT-101", HH)) == 1  # not judged a second time
+
+
+def test_normal_is_relearned_when_a_person_asks_after_a_process_change(engine, db, world, store, clock) -> None:  # noqa: ANN001
+    """A new recipe moves GT-101 from 5 to 8 %LEL for good: the statistical alarm is right at first, then
+    the instrument engineer asks for normal to be relearned from the last hour, and 8 is normal from then on."""
+    from hazardloop.alarms import learning
+    from hazardloop.auth.authz import PermissionDenied
+    from hazardloop.auth.models import AuditEvent
+    from hazardloop.errors import InvalidInput
+
+    rng = np.random.default_rng(8)
+    put(store, world.sensor_a, list(range(0, 600)), 5 + rng.normal(0, 0.1, 600))  # the old normal, stored
+    feed = LiveFeed(make_session_factory(engine), store, clock=clock).listen()
+    put(store, world.sensor_a, list(range(600, 4200)), 8 + rng.normal(0, 0.1, 3600))  # an hour of the new recipe
+    clock.ms = T + 4201 * S
+    feed.tick()
+    [stat] = alarms(db, "GT-101", AlarmType.STATISTICAL.value)
+    assert stat.active
+    with pytest.raises(PermissionDenied):
+        learning.request_relearn(db, actor=world.users[Role.OPERATOR], hours=1, now=at(clock.ms))
+    with pytest.raises(InvalidInput):
+        learning.request_relearn(db, actor=world.admin, hours=0, now=at(clock.ms))
+    learning.request_relearn(db, actor=world.admin, hours=1, now=at(clock.ms))
+    feed.reload_calibration()
+    put(store, world.sensor_a, list(range(4200, 4300)), 8 + rng.normal(0, 0.1, 100))
+    clock.ms = T + 4301 * S
+    feed.tick()  # the request is applied before these readings are judged
+    db.expire_all()
+    [stat] = alarms(db, "GT-101", AlarmType.STATISTICAL.value)
+    assert not stat.active  # 8 %LEL is normal now: the alarm cleared after its off-delay
+    assert learning.pending_relearn(db) is None
+    actions = set(db.scalars(select(AuditEvent.action).where(AuditEvent.action.like("detector.relearn%"))))
+    assert actions == {"detector.relearn_requested", "detector.relearned"}
+    put(store, world.sensor_a, list(range(4300, 4330)), [5.0] * 30)  # the old level is what is unusual now
+    clock.ms = T + 4331 * S
+    feed.tick()
+    feed.stop()
+    assert len(alarms(db, "GT-101", AlarmType.STATISTICAL.value)) == 2
+
+
+def test_relearning_is_offered_to_administrators_over_the_api(client, world) -> None:  # noqa: ANN001
+    refused = client.post("/api/v1/alarms/relearn", json={"hours": 24}, headers=world.auth(Role.OPERATOR))
+    assert refused.status_code == 403
+    accepted = client.post("/api/v1/alarms/relearn", json={"hours": 24}, headers=world.auth(Role.ADMIN))
+    assert accepted.status_code == 202 and accepted.json() == {"requested": True, "hours": 24.0}
+    bad = client.post("/api/v1/alarms/relearn", json={"hours": 10_000}, headers=world.auth(Role.ADMIN))
+    assert bad.status_code == 422 and "hours" in bad.text

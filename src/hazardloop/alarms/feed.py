@@ -66,7 +66,7 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hazardloop.alarms import service
+from hazardloop.alarms import learning, service
 from hazardloop.alarms.live import LiveDetection, ProcessReport
 from hazardloop.alarms.models import DetectorState
 from hazardloop.auth import service as auth_service
@@ -82,6 +82,7 @@ log = logging.getLogger(__name__)
 FEED_USER = "live-detection"
 MAX_CELLS = 2_000_000  # rows x sensors per detection call (and readings per history query): bounds memory
 FIT_ROWS = 1000  # latest consecutive readings per sensor its usual jump is learned from at a fresh start
+FIT_MIN_ROWS = 30  # good readings a sensor needs to be fitted (LiveDetection.fit's min_rows)
 FIT_LEVEL_ROWS = 2000  # readings per sensor, spread over fit_history, its normal levels are learned from (a
 # fresh start of 10,000 sensors then holds roughly 0.5 GB at its peak, by arithmetic: 8 bytes a reading)
 
@@ -368,18 +369,20 @@ class LiveFeed:
         log.info("live feed %r: watching %d sensors (%s)", self.name, len(live.sensors),
                  "resumed" if np.isfinite(live.last_ts) else "fresh start")
 
-    def _history(self, live: LiveDetection, until: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _history(self, live: LiveDetection, until: int,
+                 span_ms: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Each sensor's stored ``fit_history`` before ``until``, read a few sensors at a time (six hours
         of 10,000 one-second sensors would not fit in memory at once), as (levels, recent): up to
         ``FIT_LEVEL_ROWS`` readings spread evenly over the whole span, for the normal levels and operating
         states (a pump that starts and stops through those hours is seen in both), and the last ``FIT_ROWS``
         consecutive readings, for the usual one-step change."""
         tag_of = {s.id: s.tag for s in live.sensors}
-        per_query = max(1, MAX_CELLS // max(1, self.fit_history_ms // 1000))  # sensors, at 1 Hz at most
+        span_ms = self.fit_history_ms if span_ms is None else span_ms
+        per_query = max(1, MAX_CELLS // max(1, span_ms // 1000))  # sensors, at 1 Hz at most
         levels: dict[str, np.ndarray] = {}
         recent: dict[str, np.ndarray] = {}
         for lo in range(0, len(self._ids), per_query):
-            window = self.store.window(self._ids[lo:lo + per_query], until - self.fit_history_ms, until)
+            window = self.store.window(self._ids[lo:lo + per_query], until - span_ms, until)
             for sid, (_, values) in window.by_sensor().items():
                 if sid in tag_of:
                     stride = max(1, -(-len(values) // FIT_LEVEL_ROWS))  # ceil: at most FIT_LEVEL_ROWS
@@ -405,9 +408,24 @@ class LiveFeed:
         if self._reload_calibration or time.monotonic() - self._last_calibration >= self.calibration_every_s:
             self._reload_calibration = False
             live.load_calibration(db)
+            hours = learning.pending_relearn(db, self.name)
+            if hours is not None:
+                self._relearn(db, hours)
             self._last_calibration = time.monotonic()
         if time.monotonic() - self._last_refresh >= self.refresh_s:
             self._refresh(db)
+
+    def _relearn(self, db: Session, hours: float) -> None:
+        """A person asked for normal to be learned afresh (learning.request_relearn): fit on the stored
+        readings of the last ``hours``, save, and close the request in one commit."""
+        assert self.live is not None
+        levels, recent = self._history(self.live, self.clock(), span_ms=int(hours * 3_600_000))
+        self.live.fit(levels, recent_by_tag=recent)
+        fitted = sum(1 for v in levels.values() if np.isfinite(v).sum() >= FIT_MIN_ROWS)
+        learning.relearned(db, name=self.name, sensors=fitted, hours=hours)
+        self.live.save(db)
+        db.commit()
+        log.warning("live feed %r: normal relearned from %g h of readings (%d sensors)", self.name, hours, fitted)
 
     def _refresh(self, db: Session) -> None:
         """Pick up register changes (new sensors, edited limits): the state is saved, rebuild from it."""

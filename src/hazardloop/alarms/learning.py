@@ -200,3 +200,44 @@ def _store(db: Session, results: list[Calibration], previous: dict[str, float], 
     service.store_detector_blob(db, name=calibration_name(name), blob=blob, now=now)
     db.commit()
 
+
+# ---------------------------------------------------------------- relearning normal
+
+
+def relearn_name(name: str) -> str:
+    """The ``DetectorState`` row holding a pending request to relearn detector ``name``'s normal."""
+    return f"{name}:relearn"
+
+
+def request_relearn(db: Session, *, actor: User, hours: float, now: dt.datetime, name: str = "live") -> None:
+    """Ask live detection to learn each sensor's normal afresh from the last ``hours`` of stored readings.
+
+    Why a person asks, and the detector never does it by itself: after a turnaround, a new catalyst or a
+    changed recipe the old normal is wrong for every sensor at once, but a detector that re-learned on
+    its own would, just as readily, learn a slowly developing fault as the new normal. So the instrument
+    engineer (``sensor.write``) picks the moment and the span; the request is stored, audited, and the
+    process running detection (whichever holds the lock) applies it within ``calibration_every_s``.
+    Verdict-learned limits and the configured L/LL/H/HH limits stay as they are. Commits.
+    """
+    authz.require(actor, "sensor.write")
+    if not (math.isfinite(hours) and 1 <= hours <= 24 * 30):
+        raise InvalidInput("hours", f"between 1 and 720 hours of history, got {hours:g}")
+    blob = json.dumps({"hours": hours, "requested_by": actor.id, "at": now.isoformat()})
+    service.store_detector_blob(db, name=relearn_name(name), blob=blob, now=now)
+    audit.record(db, actor=actor, action="detector.relearn_requested", target_type="detector", target_id=None,
+                 after={"detector": name, "hours": hours}, note=f"relearn the normal of {name}")
+    db.commit()
+
+
+def pending_relearn(db: Session, name: str = "live") -> float | None:
+    """Hours of history a pending relearn request asks for, or None."""
+    blob = service.detector_blob(db, relearn_name(name))
+    return None if blob is None else float(json.loads(blob)["hours"])
+
+
+def relearned(db: Session, *, name: str, sensors: int, hours: float) -> None:
+    """Close a relearn request in the caller's transaction, audited as the system's act."""
+    service.drop_detector_blob(db, relearn_name(name))
+    audit.record(db, actor=None, action="detector.relearned", target_type="detector", target_id=None,
+                 after={"detector": name, "hours": hours, "sensors_fitted": sensors},
+                 note=f"normal of {name} relearned from {hours:g} h of readings")

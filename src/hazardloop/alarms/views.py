@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from hazardloop.alarms import service
 from hazardloop.alarms.models import (
@@ -99,6 +99,25 @@ def recalibrate(actor: Actor, db: Db, request: Request) -> list[dict]:
     if feed is not None:
         feed.reload_calibration()
     return [asdict(c) | {"changed": c.changed} for c in results]
+
+
+class RelearnRequest(BaseModel):
+    hours: float = Field(24.0, description="Hours of stored readings before now to learn normal from (1-720)")
+
+
+@router.post("/relearn", status_code=202)
+def relearn(body: RelearnRequest, actor: Actor, db: Db, request: Request) -> dict:
+    """Learn each sensor's normal afresh from the last ``hours`` of readings, after a process change
+    (turnaround, new recipe). Stored and audited; the process running live detection applies it within a
+    minute. Verdict-learned and configured limits stay. Needs ``sensor.write``."""
+    from hazardloop.alarms import learning
+    from hazardloop.db import utcnow
+
+    learning.request_relearn(db, actor=actor, hours=body.hours, now=utcnow())
+    feed = getattr(request.app.state, "live_feed", None)
+    if feed is not None:
+        feed.reload_calibration()  # wakes its housekeeping, which picks the request up
+    return {"requested": True, "hours": body.hours}
 
 
 @router.get("/{alarm_id}", response_model=AlarmDetail)
