@@ -285,3 +285,20 @@ def test_qr_label_sheet_encodes_each_areas_report_link(client, world: World) -> 
     login(client, "operator")  # area scope applies: an operator prints labels for their own areas only
     scoped = client.get("/admin/areas/qr").text
     assert re.findall(r'data-testid="qr-label" data-area="([^"]+)"', scoped) == ["TANK"]
+
+
+def test_admin_asks_for_normal_to_be_relearned_from_the_sensor_page(client, world: World, db) -> None:  # noqa: ANN001
+    from hazardloop.alarms import learning
+
+    login(client, "admin")
+    page = client.get("/admin/sensors").text
+    assert 'data-testid="relearn-form"' in page and 'action="/admin/sensors/relearn"' in page
+    refused = client.post("/admin/sensors/relearn", data={"hours": "a lot"}, follow_redirects=True)
+    assert "720" in refused.text and learning.pending_relearn(db) is None
+    done = client.post("/admin/sensors/relearn", data={"hours": "12"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/admin/sensors?done=relearn"
+    db.expire_all()
+    assert learning.pending_relearn(db) == 12.0
+    assert "重新学习" in client.get(done.headers["location"]).text
+    login(client, "operator")
+    assert client.post("/admin/sensors/relearn", data={"hours": "12"}).status_code == 403

@@ -453,6 +453,28 @@ def sensor_admin(request: Request, user: MaybeUser, db: Db) -> Response:
     return _guarded(request, user, "sensor.write", build)
 
 
+@router.post("/sensors/relearn")
+async def sensor_relearn(request: Request, user: MaybeUser, db: Db) -> Response:
+    """The page form of POST /api/v1/alarms/relearn: learn normal afresh after a process change."""
+    form = await request.form()
+
+    def build(u: User) -> Response:
+        from hazardloop.alarms import learning
+        from hazardloop.db import utcnow
+
+        raw = str(form.get("hours", "")).strip()
+        try:
+            learning.request_relearn(db, actor=u, hours=float(raw), now=utcnow())
+        except (ValueError, InvalidInput):
+            return RedirectResponse("/admin/sensors?done=relearn_refused", status_code=303)
+        feed = getattr(request.app.state, "live_feed", None)
+        if feed is not None:
+            feed.reload_calibration()
+        return RedirectResponse("/admin/sensors?done=relearn", status_code=303)
+
+    return _guarded(request, user, "sensor.write", build)
+
+
 @router.get("/sensors.csv")
 def sensor_csv(request: Request, user: MaybeUser, db: Db) -> Response:
     def build(u: User) -> Response:
