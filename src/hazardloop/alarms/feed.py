@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 FEED_USER = "live-detection"
 MAX_CELLS = 2_000_000  # rows x sensors per detection call (and readings per history query): bounds memory
 FIT_ROWS = 1000  # latest consecutive readings per sensor its usual jump is learned from at a fresh start
-FIT_MIN_ROWS = 30  # good readings a sensor needs to be fitted (LiveDetection.fit's min_rows)
+FIT_MIN_ROWS = 30  # good readings a sensor needs to be fitted from the store's history
 FIT_LEVEL_ROWS = 2000  # readings per sensor, spread over fit_history, its normal levels are learned from (a
 # fresh start of 10,000 sensors then holds roughly 0.5 GB at its peak, by arithmetic: 8 bytes a reading)
 
@@ -364,7 +364,7 @@ class LiveFeed:
         else:
             self._closed_until = None
             levels, recent = self._history(live, fit_until)
-            live.fit(levels, recent_by_tag=recent)
+            live.fit(levels, min_rows=FIT_MIN_ROWS, recent_by_tag=recent)
         self._restore_backlog(db)
         log.info("live feed %r: watching %d sensors (%s)", self.name, len(live.sensors),
                  "resumed" if np.isfinite(live.last_ts) else "fresh start")
@@ -420,7 +420,7 @@ class LiveFeed:
         readings of the last ``hours``, save, and close the request in one commit."""
         assert self.live is not None
         levels, recent = self._history(self.live, self.clock(), span_ms=int(hours * 3_600_000))
-        self.live.fit(levels, recent_by_tag=recent)
+        self.live.fit(levels, min_rows=FIT_MIN_ROWS, recent_by_tag=recent)
         fitted = sum(1 for v in levels.values() if np.isfinite(v).sum() >= FIT_MIN_ROWS)
         learning.relearned(db, name=self.name, sensors=fitted, hours=hours)
         self.live.save(db)
@@ -504,12 +504,11 @@ class LiveFeed:
 
     def _keep_backlog_spans(self, db: Session) -> None:
         """Commit each sensor's gathered backlog span [first, last] ms: what a crash must not forget."""
-        sensors = np.unique(self._late_sid)
-        order = np.lexsort((self._late_ts, self._late_sid))
-        sid, ts = self._late_sid[order], self._late_ts[order]
-        starts = np.searchsorted(sid, sensors, side="left")
-        ends = np.searchsorted(sid, sensors, side="right") - 1
-        spans = [[int(s), int(ts[a]), int(ts[b])] for s, a, b in zip(sensors, starts, ends, strict=True)]
+        order = np.argsort(self._late_sid, kind="stable")
+        sensors, starts = np.unique(self._late_sid[order], return_index=True)
+        ts = self._late_ts[order]
+        first, last = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
+        spans = [[int(s), int(a), int(b)] for s, a, b in zip(sensors, first, last, strict=True)]
         service.store_detector_blob(db, name=backlog_name(self.name), blob=json.dumps({"spans": spans}),
                                     now=utcnow())
         db.commit()

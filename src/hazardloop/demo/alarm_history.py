@@ -15,6 +15,7 @@ exactly what a real plant's two weeks would leave.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +55,15 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def truth_of(alarm: Alarm, events: list[InjectedEvent], horizon: dt.datetime) -> Verdict:
-    """What an operator who went and looked would say: the injected events on the alarm's own sensor."""
+def overlaps(alarm: Alarm, event: InjectedEvent, horizon: dt.datetime) -> bool:
+    """Whether the alarm (still on at ``horizon`` if not cleared) touched the event on one of its sensors."""
     end = alarm.cleared_at or horizon
-    hits = [e for e in events if alarm.tag in e.tags and alarm.first_at <= _utc(e.end) and end >= _utc(e.start)]
+    return alarm.tag in event.tags and alarm.first_at <= _utc(event.end) and end >= _utc(event.start)
+
+
+def truth_of(alarm: Alarm, events: Sequence[InjectedEvent], horizon: dt.datetime) -> Verdict:
+    """What an operator who went and looked would say: the injected events on the alarm's own sensor."""
+    hits = [e for e in events if overlaps(alarm, e, horizon)]
     if any(e.kind == PROCESS_FAULT for e in hits):
         return Verdict.TRUE_ALARM
     return Verdict.SENSOR_FAULT if hits else Verdict.FALSE_ALARM

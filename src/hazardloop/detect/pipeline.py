@@ -113,13 +113,7 @@ class StreamingMonitor:
     def fit(self, history: np.ndarray) -> Self:
         """Learn normal levels, operating states and the usual one-step change from consecutive readings."""
         x = as_2d(history)
-        if self.operating_states:
-            states = operating_states(x)
-        else:  # one normal state per sensor
-            median, scale = robust_scale(x)
-            p = x.shape[1]
-            states = OperatingStates(median, scale, np.full(p, np.nan), np.ones(p), np.full(p, np.inf),
-                                     np.zeros(p, dtype=bool))
+        states = operating_states(x) if self.operating_states else OperatingStates.single(x)
         self.median_, self.inv_scale_ = states.low_median, 1.0 / states.low_scale
         self.alt_median_, self.alt_inv_scale_ = states.high_median, 1.0 / states.high_scale
         # a stay of under half the shortest training stay (at most MAX_SPIKE_STAY readings) is a spike

@@ -149,6 +149,13 @@ class OperatingStates:
     def multi(self) -> np.ndarray:
         return np.isfinite(self.high_median)
 
+    @classmethod
+    def single(cls, x: np.ndarray) -> OperatingStates:
+        """One state per sensor: the plain median and robust sigma of ``x``."""
+        median, scale = robust_scale(x)
+        p = x.shape[1]
+        return cls(median, scale, np.full(p, np.nan), np.ones(p), np.full(p, np.inf), np.zeros(p, dtype=bool))
+
 
 #: Width of the central 98 % of a normal distribution in sigmas (2 x 2.326).
 _CENTRAL_98_SIGMAS = 4.653
@@ -187,11 +194,11 @@ def operating_states(x: np.ndarray, *, min_share: float = 0.05, min_visits: int 
     never learned as a normal state (and configured alarm limits are never affected by any of this).
     """
     x = as_2d(x)
-    n, p = x.shape
-    low_median, low_scale = robust_scale(x)
-    high_median, high_scale, shortest = np.full(p, np.nan), np.ones(p), np.full(p, np.inf)
-    high_is_rare = np.zeros(p, dtype=bool)
-    for j in range(p):
+    states = OperatingStates.single(x)  # filled in below where a sensor has two
+    low_median, low_scale, high_median, high_scale = (states.low_median, states.low_scale, states.high_median,
+                                                      states.high_scale)
+    shortest, high_is_rare = states.shortest_visit, states.high_is_rare
+    for j in range(x.shape[1]):
         v = x[:, j][np.isfinite(x[:, j])]
         if v.size < min_rows:
             continue
@@ -221,4 +228,4 @@ def operating_states(x: np.ndarray, *, min_share: float = 0.05, min_visits: int 
         # a state that reads a constant (a stopped pump's 0.0) borrows the other state's sigma
         low_median[j], low_scale[j] = lo_med, lo_sc if lo_sc > 1e-12 else floor
         high_median[j], high_scale[j] = hi_med, hi_sc if hi_sc > 1e-12 else floor
-    return OperatingStates(low_median, low_scale, high_median, high_scale, shortest, high_is_rare)
+    return states

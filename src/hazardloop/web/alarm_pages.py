@@ -158,10 +158,13 @@ def alarm_list(request: Request, user: MaybeUser, db: Db) -> Response:
     return _render_list(request, db, user, partial=_is_htmx(request), query=ConsoleQuery.parse(request.query_params))
 
 
-def _export_inputs(request: Request, db: Session, user: User) -> tuple[str, ConsoleQuery, dt.datetime, dict[int, str]]:
+def _export_inputs(request: Request, db: Session, user: User) -> tuple[str, dict[str, Any]]:
+    """The page language, and what both exports take: the filters, the time, area names, translated headers."""
     language = language_of(request, user)
     names = {a.id: f"{a.code} · {_name(a, language)}" for a in plant.list_areas(db, actor=user)}
-    return language, ConsoleQuery.parse(request.query_params), utcnow(), names
+    headers = [translate(f"alarm.csv.{k}", language) for k in CSV_HEADER_KEYS]
+    return language, {"actor": user, "query": ConsoleQuery.parse(request.query_params), "now": utcnow(),
+                      "headers": headers, "area_names": names}
 
 
 def _attachment(body: bytes, media_type: str, now: dt.datetime, suffix: str) -> Response:
@@ -175,10 +178,8 @@ def alarm_export(request: Request, user: MaybeUser, db: Db) -> Response:
     """The console's filtered list as a CSV file, headers in the page language."""
     if user is None:
         return to_login(request)
-    language, query, now, names = _export_inputs(request, db, user)
-    headers = [translate(f"alarm.csv.{k}", language) for k in CSV_HEADER_KEYS]
-    body = export_csv(db, actor=user, query=query, now=now, headers=headers, area_names=names)
-    return _attachment(body, "text/csv; charset=utf-8", now, "csv")
+    _, inputs = _export_inputs(request, db, user)
+    return _attachment(export_csv(db, **inputs), "text/csv; charset=utf-8", inputs["now"], "csv")
 
 
 @router.get("/alarms/export.xlsx")
@@ -186,12 +187,11 @@ def alarm_export_xlsx(request: Request, user: MaybeUser, db: Db) -> Response:
     """The same list as an Excel workbook (报警台账), headers and title in the page language."""
     if user is None:
         return to_login(request)
-    language, query, now, names = _export_inputs(request, db, user)
-    headers = [translate(f"alarm.csv.{k}", language) for k in CSV_HEADER_KEYS]
+    language, inputs = _export_inputs(request, db, user)
     yes_no = (translate("alarm.xlsx.yes", language), translate("alarm.xlsx.no", language))
-    body = export_xlsx(db, actor=user, query=query, now=now, headers=headers, area_names=names,
-                       title=translate("alarm.xlsx.title", language), yes_no=yes_no)
-    return _attachment(body, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", now, "xlsx")
+    body = export_xlsx(db, **inputs, title=translate("alarm.xlsx.title", language), yes_no=yes_no)
+    return _attachment(body, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", inputs["now"],
+                       "xlsx")
 
 
 # ---------------------------------------------------------------- one alarm
